@@ -1,0 +1,3 @@
+"""robusteval: how vision backbones hold up when images shift."""
+
+__version__ = "0.1.0"

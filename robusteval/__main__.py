@@ -1,0 +1,3 @@
+from robusteval.cli import app
+
+app()

@@ -1,0 +1,135 @@
+"""Set specs as data: which op, which parameters at each severity, which suite.
+
+The TOML files in the top-level ``transforms/`` folder (installed as ``robusteval/spec``) hold one
+table per set::
+
+    [perspective]
+    op = "perspective"            # name in robusteval.corruptions.OPS
+    suite = "study21"             # suites group sets for `--suite`
+    study_level = 3               # severity the seed study used, if known
+    description = "..."
+    levels = [ {scale = [0.0, 0.02]}, ... ]   # one param table per severity (1-based)
+
+A set with one level (fliplr, invert, grayscale) is single-level: it has severity 1 only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robusteval.errors import UnknownName
+
+_SPEC_PACKAGE = "robusteval.spec"
+
+
+@dataclass(frozen=True)
+class SetSpec:
+    """One transformation set: ``levels[s-1]`` are the op's params at severity ``s``."""
+
+    name: str
+    op: str
+    suite: str
+    levels: tuple[dict[str, Any], ...]
+    study_level: int | None = None
+    description: str = ""
+    level_label: str = "severity"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def severities(self) -> list[int]:
+        return list(range(1, len(self.levels) + 1))
+
+    @property
+    def single_level(self) -> bool:
+        return len(self.levels) == 1
+
+    def params(self, severity: int) -> dict[str, Any]:
+        if not 1 <= severity <= len(self.levels):
+            raise UnknownName(
+                f"{self.name} has severities {self.severities[0]}..{self.severities[-1]}, not {severity}"
+            )
+        return dict(self.levels[severity - 1])
+
+    def spec_hash(self, severity: int) -> str:
+        """Hash of (op, params): changes whenever what the severity means changes."""
+        blob = json.dumps({"op": self.op, "params": self.params(severity)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def apply(self, image: np.ndarray, *, severity: int, seed: int) -> np.ndarray:
+        """Run the op at ``severity`` on uint8 HWC ``image`` with integer ``seed``."""
+        from robusteval.corruptions import OPS, load_ops
+
+        load_ops()
+        out = OPS.get(self.op).fn(image, seed=seed, **self.params(severity))
+        if out.dtype != np.uint8 or out.shape != image.shape:
+            raise RuntimeError(f"op {self.op} returned {out.dtype} {out.shape} for {image.shape}")
+        return out
+
+
+def _spec_files() -> list[Any]:
+    root = resources.files(_SPEC_PACKAGE)
+    return sorted((p for p in root.iterdir() if p.name.endswith(".toml")), key=lambda p: p.name)
+
+
+@cache
+def load_specs() -> dict[str, SetSpec]:
+    """All set specs from every ``transforms/*.toml``, by set name."""
+    specs: dict[str, SetSpec] = {}
+    for path in _spec_files():
+        for name, table in tomllib.loads(path.read_text()).items():
+            if name in specs:
+                raise ValueError(f"set {name!r} defined twice ({path.name})")
+            known = {"op", "suite", "levels", "study_level", "description", "level_label"}
+            specs[name] = SetSpec(
+                name=name,
+                op=table.get("op", name),
+                suite=table["suite"],
+                levels=tuple(table["levels"]),
+                study_level=table.get("study_level"),
+                description=table.get("description", ""),
+                level_label=table.get("level_label", "severity"),
+                extra={k: v for k, v in table.items() if k not in known},
+            )
+    return specs
+
+
+def get_spec(name: str) -> SetSpec:
+    specs = load_specs()
+    if name not in specs:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(specs), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownName(f"unknown transform {name!r}{hint} Type `robusteval list transforms` to see them all.")
+    return specs[name]
+
+
+def suites() -> dict[str, list[str]]:
+    """Suite name → its set names, in file order."""
+    out: dict[str, list[str]] = {}
+    for spec in load_specs().values():
+        out.setdefault(spec.suite, []).append(spec.name)
+    return out
+
+
+def suite_sets(suite: str) -> list[SetSpec]:
+    table = suites()
+    if suite not in table:
+        raise UnknownName(
+            f"unknown suite {suite!r}; known: {', '.join(table)}. Type `robusteval list suites`."
+        )
+    return [load_specs()[n] for n in table[suite]]
+
+
+def spec_dir() -> Path:
+    """Folder of the spec TOML files (for provenance in manifests)."""
+    return Path(str(resources.files(_SPEC_PACKAGE)))

@@ -1,0 +1,1 @@
+"""Reading images and labels as users already have them."""
