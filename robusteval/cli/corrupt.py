@@ -1,0 +1,55 @@
+"""`robusteval corrupt`: write corrupted copies of a val set as an ImageNet-C style tree."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from robusteval.cli import app
+from robusteval.cli.common import console, err_console, progress_bar, user_errors
+
+
+@app.command()
+def corrupt(
+    data: Annotated[Path, typer.Option("--data", help="val images: ImageFolder, labels.csv, ILSVRC or LOC layout")],
+    out: Annotated[Path, typer.Option("--out", help="output folder (OUT/<set>/<severity>/<wnid>/)")],
+    transform: Annotated[list[str] | None, typer.Option("--transform", "-t", help="set name; repeatable")] = None,
+    suite: Annotated[str | None, typer.Option(help="study21, frequency, ood-parametric or imagenet-c")] = None,
+    severity: Annotated[list[int] | None, typer.Option("--severity", "-s", help="1..5 (levels); repeatable")] = None,
+    labels: Annotated[Path | None, typer.Option(help="explicit labels file")] = None,
+    per_class: Annotated[int | None, typer.Option(min=1, help="sample N images per class")] = None,
+    seed: Annotated[int, typer.Option(help="seeds the sample and every output")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="processes")] = os.cpu_count() or 1,
+    verify: Annotated[bool, typer.Option(help="re-hash finished outputs before skipping them")] = True,
+) -> None:
+    """Corrupt val images with registered transformations at chosen severities (resumable)."""
+    from robusteval.corrupt import run_corrupt
+
+    with user_errors():
+        bar: dict = {}
+
+        def on_total(n: int) -> None:
+            bar["ctx"] = progress_bar("corrupt", n, unit="img")
+            bar["advance"] = bar["ctx"].__enter__()
+
+        def on_skip(skip: dict) -> None:
+            err_console.print(f"[yellow]skip[/] {skip['source']}: {skip['reason']}", highlight=False)
+
+        try:
+            summary = run_corrupt(
+                data=data, out=out, transforms=transform, suite=suite, severities=severity, labels=labels,
+                per_class=per_class, seed=seed, workers=workers, verify=verify,
+                progress=lambda n: bar["advance"](n), on_total=on_total, on_skip=on_skip,
+            )  # fmt: skip
+        finally:
+            if "ctx" in bar:
+                bar["ctx"].__exit__(None, None, None)
+    sets = ", ".join(f"{name}:{','.join(map(str, sev))}" for name, sev in summary.sets)
+    console.print(
+        f"[bold green]done[/] {summary.n_images} images × [{sets}] → {summary.out}: "
+        f"{summary.written} written, {summary.reused} already done, {len(summary.skips)} skipped, "
+        f"{summary.seconds:.1f} s ({summary.images_per_s:.1f} img/s)"
+    )

@@ -1,0 +1,282 @@
+"""The corrupt stage: images → ``OUT/<set>/<severity>/<folder>/<stem>.png`` + ``OUT/manifest.jsonl``.
+
+Per image: decode → RGB → resize 256 → center crop 224 → transformation → lossless PNG. Each output's
+random state derives from (seed, set, severity, image id), so bytes never depend on worker count or
+order. Outputs are written atomically and recorded in an append-only manifest; a re-run skips what
+the manifest and the files agree is finished, so a killed run resumes to identical bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from robusteval.corruptions.spec import SetSpec, get_spec, suite_sets
+from robusteval.data.decode import BadImage, load_rgb, resize_center_crop
+from robusteval.data.layouts import Dataset, Sample, read_dataset, sample_per_class
+from robusteval.data.manifest import append_records, atomic_write_bytes, read_records
+from robusteval.errors import UserError
+from robusteval.provenance import sha256_bytes, sha256_file, versions
+from robusteval.seeding import derive_seed
+
+MANIFEST = "manifest.jsonl"
+RESIZE, CROP = 256, 224
+
+
+@dataclass(frozen=True)
+class Target:
+    """One output to produce: ``spec`` at ``severity`` for one image, written to ``rel`` under OUT."""
+
+    set_name: str
+    severity: int
+    rel: str
+
+
+@dataclass
+class CorruptSummary:
+    out: Path
+    n_images: int = 0
+    written: int = 0
+    reused: int = 0
+    skips: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    sets: list[tuple[str, list[int]]] = field(default_factory=list)
+
+    @property
+    def images_per_s(self) -> float:
+        done = self.written + self.reused
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+
+def resolve_sets(
+    *, transforms: list[str] | None, suite: str | None, severities: list[int] | None
+) -> list[tuple[SetSpec, list[int]]]:
+    """Which (set, severities) to produce. Single-level sets always give their one level."""
+    if not transforms and not suite:
+        raise UserError("nothing to do", hint="pass --transform NAME or --suite NAME (see `robusteval list transforms`)")
+    specs = [get_spec(t) for t in transforms or []]
+    if suite:
+        specs += [s for s in suite_sets(suite) if s.name not in {x.name for x in specs}]
+    out = []
+    for spec in specs:
+        if spec.single_level:
+            levels = [1]
+        elif severities:
+            bad = [s for s in severities if s not in spec.severities]
+            if bad:
+                raise UserError(
+                    f"{spec.name} has {spec.level_label} levels {spec.severities[0]}..{spec.severities[-1]}, not {bad[0]}",
+                    hint=f"use --severity between 1 and {spec.severities[-1]}",
+                )
+            levels = list(severities)
+        else:
+            levels = spec.severities
+        out.append((spec, levels))
+    return out
+
+
+def set_folder(spec: SetSpec) -> str:
+    """Directory name of a set in the tree (ImageNet-C sets keep their released folder names)."""
+    return str(spec.extra.get("folder", spec.name))
+
+
+def output_names(samples: list[Sample]) -> dict[str, str]:
+    """Sample id → ``<folder>/<stem>.png``; stems that collide within a folder use their full id."""
+    seen: dict[tuple[str, str], int] = {}
+    for s in samples:
+        key = (s.folder, Path(s.id).name)
+        seen[key] = seen.get(key, 0) + 1
+    names = {}
+    for s in samples:
+        stem = Path(s.id).name
+        if seen[(s.folder, stem)] > 1:
+            stem = s.id.replace("/", "__")
+        names[s.id] = f"{s.folder}/{stem}.png"
+    return names
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    """Lossless PNG with fixed settings and no metadata, so equal pixels give equal bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", compress_level=6, optimize=False)
+    return buf.getvalue()
+
+
+def _process_image(
+    sample: Sample, targets: list[Target], out: str, seed: int
+) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
+    """Worker: decode and crop once, then produce every pending target of this image."""
+    try:
+        crop = resize_center_crop(load_rgb(sample.path), resize=RESIZE, crop=CROP)
+    except BadImage as err:
+        return [], {"source": str(sample.path), "id": sample.id, "reason": str(err)}
+    records = []
+    for t in targets:
+        spec = get_spec(t.set_name)
+        item_seed = derive_seed(seed, t.set_name, t.severity, sample.id)
+        data = encode_png(spec.apply(crop, severity=t.severity, seed=item_seed))
+        atomic_write_bytes(Path(out) / t.rel, data)
+        records.append({
+            "kind": "output", "set": t.set_name, "folder": t.rel.split("/", 1)[0], "suite": spec.suite,
+            "severity": t.severity, "op": spec.op, "params": spec.params(t.severity),
+            "spec_hash": spec.spec_hash(t.severity), "source": str(sample.path), "id": sample.id,
+            "label": sample.label, "wnid": sample.wnid, "class_folder": sample.folder, "path": t.rel,
+            "sha256": sha256_bytes(data), "seed": item_seed,
+        })  # fmt: skip
+    return records, None
+
+
+def _finished(out: Path, *, verify: bool) -> set[str]:
+    """Relative paths the manifest records whose file exists (and matches its sha256 if ``verify``)."""
+    done = set()
+    for rec in read_records(out / MANIFEST):
+        if rec.get("kind") != "output":
+            continue
+        path = out / rec["path"]
+        if path.is_file() and (not verify or sha256_file(path) == rec["sha256"]):
+            done.add(rec["path"])
+    return done
+
+
+def _plan(
+    ds: Dataset, sets: list[tuple[SetSpec, list[int]]], done: set[str]
+) -> Iterator[tuple[Sample, list[Target]]]:
+    names = output_names(ds.samples)
+    for sample in ds.samples:
+        targets = [
+            Target(spec.name, sev, f"{set_folder(spec)}/{sev}/{names[sample.id]}")
+            for spec, sevs in sets
+            for sev in sevs
+        ]
+        pending = [t for t in targets if t.rel not in done]
+        if pending:
+            yield sample, pending
+
+
+def run_corrupt(
+    *,
+    data: Path,
+    out: Path,
+    transforms: list[str] | None = None,
+    suite: str | None = None,
+    severities: list[int] | None = None,
+    labels: Path | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    verify: bool = True,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_skip: Callable[[dict[str, str]], None] | None = None,
+) -> CorruptSummary:
+    """Write corrupted copies of the images at ``data`` under ``out``; returns what happened.
+
+    ``severities``: 1-based levels (default: all of each set). ``per_class``: sample N images per
+    class with ``seed``. ``workers``: processes (default: all cores). ``progress(n)`` is called with
+    the number of outputs just finished; ``on_total(n)`` once with the number planned.
+    Raises :class:`UserError` when no usable image was found.
+    """
+    t0 = time.perf_counter()
+    sets = resolve_sets(transforms=transforms, suite=suite, severities=severities)
+    ds = read_dataset(Path(data), labels=labels)
+    if per_class:
+        ds = sample_per_class(ds, per_class=per_class, seed=seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = CorruptSummary(out=out, n_images=len(ds.samples), sets=[(s.name, v) for s, v in sets])
+    manifest = Manifest(out / MANIFEST, header=lambda: _run_header(
+        ds, data=data, per_class=per_class, seed=seed, sets=sets))  # fmt: skip
+    for skip in (s.as_dict() for s in ds.skips):
+        manifest.skip(skip, on_skip)
+    per_image = sum(len(v) for _, v in sets)
+    plan = list(_plan(ds, sets, _finished(out, verify=verify)))
+    summary.reused = len(ds.samples) * per_image - sum(len(t) for _, t in plan)
+    if on_total:
+        on_total(len(ds.samples) * per_image)
+    if progress and summary.reused:
+        progress(summary.reused)
+    bad = 0
+    for records, skip in _map(plan, out=out, seed=seed, workers=workers):
+        if skip is not None:
+            bad += 1
+            manifest.skip(skip, on_skip)
+            if progress:
+                progress(per_image)
+            continue
+        manifest.append(records)
+        summary.written += len(records)
+        if progress:
+            progress(len(records))
+    summary.skips = manifest.skips
+    summary.seconds = time.perf_counter() - t0
+    if not ds.samples or (plan and bad == len(plan) and summary.reused == 0):
+        raise UserError(
+            f"no usable image under {data} ({len(summary.skips)} skipped)",
+            hint="check --data (and --labels); skips are listed in the manifest",
+        )
+    return summary
+
+
+class Manifest:
+    """The append-only manifest of one OUT folder.
+
+    The run header is written lazily before the first new record, and a skip already recorded is
+    not recorded again, so a re-run with nothing to do leaves the folder byte-identical.
+    """
+
+    def __init__(self, path: Path, *, header: Callable[[], dict[str, Any]]) -> None:
+        self.path = path
+        self._header = header
+        self._header_written = False
+        self._known_skips = {(r.get("source"), r.get("reason")) for r in read_records(path) if r.get("kind") == "skip"}
+        self.skips: list[dict[str, str]] = []
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        if not self._header_written:
+            records = [self._header(), *records]
+            self._header_written = True
+        append_records(self.path, records)
+
+    def skip(self, skip: dict[str, str], on_skip: Callable[[dict[str, str]], None] | None) -> None:
+        self.skips.append(skip)
+        if on_skip:
+            on_skip(skip)
+        key = (skip.get("source"), skip.get("reason"))
+        if key not in self._known_skips:
+            self._known_skips.add(key)
+            self.append([{"kind": "skip", **skip}])
+
+
+def _map(plan, *, out: Path, seed: int, workers: int | None):
+    n = workers or os.cpu_count() or 1
+    if n <= 1 or len(plan) <= 1:
+        for sample, targets in plan:
+            yield _process_image(sample, targets, str(out), seed)
+        return
+    with ProcessPoolExecutor(max_workers=n) as pool:
+        futures = [pool.submit(_process_image, s, t, str(out), seed) for s, t in plan]
+        for fut in futures:
+            yield fut.result()
+
+
+def _run_header(ds: Dataset, *, data: Path, per_class: int | None, seed: int, sets) -> dict[str, Any]:
+    ids = "\n".join(s.id for s in ds.samples).encode()
+    return {
+        "kind": "run", "data": str(Path(data).resolve()), "layout": ds.layout,
+        "label_space": ds.label_space, "class_names": ds.class_names, "n_images": len(ds.samples),
+        "per_class": per_class, "seed": seed, "sample_sha256": sha256_bytes(ids),
+        "sample": [[s.id, s.label, s.wnid] for s in ds.samples],
+        "sets": {spec.name: sevs for spec, sevs in sets}, "versions": versions(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }  # fmt: skip
