@@ -1,0 +1,174 @@
+"""Selective-scan parity on CPU: every backend that can run here against a float64 sequential loop.
+
+The Triton kernel runs under Triton's CPU interpreter in a subprocess (TRITON_INTERPRET=1 must be set
+before triton is imported, and other tests in this process may already have imported it).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from robusteval.errors import UserError
+from robusteval.ops import selective_scan as ss
+
+
+def naive_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """One step at a time, float64: the definition the fast paths must reproduce."""
+    u, delta, A = u.double(), delta.double(), A.double()
+    b, d, L = u.shape
+    if delta_bias is not None:
+        delta = delta + delta_bias.double()[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+
+    def expand(M):
+        M = M.double()
+        if M.dim() == 2:
+            return M.view(1, d, -1, 1).expand(b, d, M.shape[1], L)
+        if M.dim() == 3:
+            M = M[:, None]
+        return M.repeat_interleave(d // M.shape[1], dim=1)
+
+    Bx, Cx = expand(B), expand(C)
+    h = torch.zeros(b, d, A.shape[1], dtype=torch.float64)
+    ys = []
+    for t in range(L):
+        h = torch.exp(delta[:, :, t, None] * A) * h + (delta[:, :, t] * u[:, :, t])[..., None] * Bx[..., t]
+        ys.append((h * Cx[..., t]).sum(-1))
+    y = torch.stack(ys, -1)
+    if D is not None:
+        y = y + u * D.double()[:, None]
+    if z is not None:
+        y = y * F.silu(z.double())
+    return y
+
+
+def upstream_cross_scan(x):
+    """VMamba's cross2d written with explicit flatten/transpose/flip (channel-first)."""
+    B, C, H, W = x.shape
+    rows = x.flatten(2)
+    cols = x.transpose(2, 3).flatten(2)
+    return torch.stack([rows, cols, rows.flip(-1), cols.flip(-1)], dim=1)
+
+
+def upstream_cross_merge(ys, H, W):
+    B, K, D, L = ys.shape
+    y = ys[:, 0:2] + ys[:, 2:4].flip(-1)
+    return (y[:, 0] + y[:, 1].view(B, D, W, H).transpose(2, 3).reshape(B, D, L)).view(B, D, H, W)
+
+
+def naive_cross(x, *, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+    """Upstream forward_corev2 dataflow with the sequential float64 scan."""
+    B, D, H, W = x.shape
+    K, RN2, _ = x_proj_weight.shape
+    R = dt_projs_weight.shape[-1]
+    N = (RN2 - R) // 2
+    xs = upstream_cross_scan(x.double())
+    x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, x_proj_weight.double())
+    dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+    dts = torch.einsum("bkrl,kdr->bkdl", dts, dt_projs_weight.double())
+    ys = naive_scan(
+        xs.reshape(B, K * D, -1),
+        dts.reshape(B, K * D, -1),
+        -torch.exp(A_logs.double()),
+        Bs,
+        Cs,
+        Ds,
+        delta_bias=dt_projs_bias.reshape(-1),
+        delta_softplus=True,
+    )
+    return upstream_cross_merge(ys.view(B, K, D, -1), H, W)
+
+
+def random_scan_inputs(*, b=2, d=6, n=4, L=37, groups=2, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
+    return dict(
+        u=r(b, d, L),
+        delta=r(b, d, L),
+        A=-(torch.rand(d, n, generator=g, dtype=dtype) + 0.1),
+        B=r(b, groups, n, L),
+        C=r(b, groups, n, L),
+        D=r(d),
+        delta_bias=r(d) * 0.5,
+        delta_softplus=True,
+    )
+
+
+def random_cross_inputs(*, b=2, d=8, h=5, w=7, n=1, r=3, seed=0, dtype=torch.float32):
+    """VMamba-like magnitudes: dt ≈ softplus(small + bias), A ≈ -1, so states carry over many steps."""
+    g = torch.Generator().manual_seed(seed)
+    rn = lambda *s: torch.randn(*s, generator=g, dtype=torch.float32)  # noqa: E731
+    return rn(b, d, h, w).to(dtype), dict(
+        x_proj_weight=rn(4, r + 2 * n, d) / d**0.5,
+        dt_projs_weight=rn(4, d, r) / r**0.5,
+        dt_projs_bias=rn(4, d) * 0.5 - 2.0,
+        A_logs=rn(4 * d, n) * 0.5,
+        Ds=rn(4 * d),
+    )
+
+
+def rel(a, b):
+    a, b = a.double(), b.double()
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("n", [1, 4])
+@pytest.mark.parametrize("layout", ["grouped", "ungrouped", "invariant"])
+def test_torch_reference_matches_sequential_loop(n, layout):
+    args = random_scan_inputs(n=n, dtype=torch.float64, seed=n)
+    if layout == "ungrouped":
+        args["B"], args["C"] = args["B"][:, 0], args["C"][:, 0]
+    elif layout == "invariant":
+        args["B"], args["C"] = args["B"][0, 0, :, :1].T.repeat(6, 1), args["C"][0, 0, :, :1].T.repeat(6, 1)
+    z = torch.randn_like(args["u"])
+    got = ss.selective_scan(**args, z=z, backend="torch")
+    want = naive_scan(**args, z=z)
+    assert got.dtype == torch.float64
+    assert rel(got, want) < 1e-12
+
+
+def test_torch_reference_float32_and_dtype():
+    args = random_scan_inputs(n=1, L=300, seed=3)
+    got = ss.selective_scan(**args, backend="torch")
+    assert got.dtype == torch.float32
+    assert rel(got, naive_scan(**args)) < 1e-5
+    half = {k: (v.bfloat16() if torch.is_tensor(v) and k in ("u", "delta") else v) for k, v in args.items()}
+    assert ss.selective_scan(**half, backend="torch").dtype == torch.bfloat16
+
+
+def test_cross_scan_index_maps_match_explicit_flips_and_transposes():
+    x = torch.randn(2, 3, 5, 7)
+    assert torch.equal(ss.cross_scan(x), upstream_cross_scan(x))
+    ys = torch.randn(2, 4, 3, 35)
+    assert torch.allclose(ss.cross_merge(ys, 5, 7), upstream_cross_merge(ys, 5, 7), atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_cross_selective_scan_torch_matches_upstream_dataflow(n):
+    x, w = random_cross_inputs(n=n, seed=10 + n)
+    got = ss.cross_selective_scan(x.double(), **w, backend="torch")
+    assert got.shape == x.shape and got.dtype == torch.float64
+    assert rel(got, naive_cross(x, **w)) < 1e-12
+    got32 = ss.cross_selective_scan(x, **w, backend="torch")
+    assert got32.dtype == torch.float32
+    assert rel(got32, naive_cross(x, **w)) < 1e-5
+
+
+def test_unknown_and_unavailable_backends_say_what_to_type():
+    x, w = random_cross_inputs()
+    with pytest.raises(UserError, match="--scan-backend"):
+        ss.cross_selective_scan(x, **w, backend="tritonn")
+    reasons = ss.available_backends()
+    assert reasons["torch"] is None
+    for name, why in reasons.items():
+        if why is not None:
+            with pytest.raises(UserError, match="--scan-backend"):
+                ss.cross_selective_scan(x, **w, backend=name)
+
+
+def test_auto_runs_and_agrees_with_torch():
+    x, w = random_cross_inputs(seed=5)
+    assert rel(ss.cross_selective_scan(x, **w), ss.cross_selective_scan(x, **w, backend="torch")) < 1e-5
