@@ -192,6 +192,7 @@ def run_corrupt(
         ds = sample_per_class(ds, per_class=per_class, seed=seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(out)
     summary = CorruptSummary(out=out, n_images=len(ds.samples), sets=[(s.name, v) for s, v in sets])
     manifest = Manifest(out / MANIFEST, header=lambda: _run_header(
         ds, data=data, per_class=per_class, seed=seed, sets=sets))  # fmt: skip
@@ -256,6 +257,12 @@ class Manifest:
         if key not in self._known_skips:
             self._known_skips.add(key)
             self.append([{"kind": "skip", **skip}])
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Temp files of a killed run (``.<name>.<pid>.tmp``) are never outputs; clear them."""
+    for tmp in out.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def _map(plan, *, out: Path, seed: int, workers: int | None):
