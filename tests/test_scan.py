@@ -6,6 +6,13 @@ before triton is imported, and other tests in this process may already have impo
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -172,3 +179,47 @@ def test_unknown_and_unavailable_backends_say_what_to_type():
 def test_auto_runs_and_agrees_with_torch():
     x, w = random_cross_inputs(seed=5)
     assert rel(ss.cross_selective_scan(x, **w), ss.cross_selective_scan(x, **w, backend="torch")) < 1e-5
+
+
+TRITON_CHECK = """
+import json, os, sys
+assert os.environ.get("TRITON_INTERPRET") == "1"
+sys.path.insert(0, {tests!r})
+import torch
+from test_scan import random_cross_inputs, rel
+from robusteval.ops import selective_scan as ss
+from robusteval.ops.scan_triton import cross_selective_scan_triton
+
+out = {{}}
+# (b, d, h, w, r, block_g): ragged channel block, power-of-two width (no padding column), a single row.
+for b, d, h, w, r, bg in [(2, 8, 5, 7, 3, 4), (1, 20, 4, 8, 2, 16), (2, 4, 1, 6, 2, 4)]:
+    x, wts = random_cross_inputs(b=b, d=d, h=h, w=w, r=r, seed=d + h)
+    ref = ss.cross_selective_scan(x.double(), **wts, backend="torch")
+    y = cross_selective_scan_triton(x, **wts, block_g=bg)
+    out[f"fp32 {{(b, d, h, w)}}"] = [rel(y, ref), str(y.dtype), bool(torch.isfinite(y).all())]
+x, wts = random_cross_inputs(b=1, d=8, h=5, w=7, r=3, seed=7)
+xb = x.bfloat16()
+out["bf16"] = [rel(ss.cross_selective_scan(xb, **wts, backend="triton"),
+                   ss.cross_selective_scan(xb, **wts, backend="torch")), "bf16", True]
+out["auto n=1"] = ss.resolve_backend("auto", kind="cross", tensor=x, d_state=1).name
+out["auto n=2"] = ss.resolve_backend("auto", kind="cross", tensor=x, d_state=2).name
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+def test_triton_kernel_under_interpreter_matches_reference():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    script = TRITON_CHECK.format(tests=str(Path(__file__).parent))
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key, val in got.items():
+        if key.startswith("fp32"):
+            err, dtype, finite = val
+            assert finite and dtype == "torch.float32", key
+            assert err < 1e-5, (key, err)
+    assert got["bf16"][0] < 2e-2
+    assert got["auto n=1"] == "triton" and got["auto n=2"] == "torch"
