@@ -83,15 +83,43 @@ def cross_selective_scan_triton(
 
     Returns float32 (B, D, H, W). ``block_g`` / ``num_warps`` override :data:`DEFAULT_CONFIG`.
     """
+    R = int(dt_projs_weight.shape[-1])
+    if x_proj_weight.shape[1] != R + 2:
+        raise ValueError(
+            f"the triton scan needs d_state = 1 (x_proj_weight rows {x_proj_weight.shape[1]} != R + 2 = {R + 2})"
+        )
+    x = x.contiguous()
+    dbl = projections(x, x_proj_weight).contiguous()
+    return fused_kernel_only(
+        x,
+        dbl,
+        dt_projs_weight=dt_projs_weight,
+        dt_projs_bias=dt_projs_bias,
+        A_logs=A_logs,
+        Ds=Ds,
+        block_g=block_g,
+        num_warps=num_warps,
+    )
+
+
+def fused_kernel_only(
+    x: torch.Tensor,
+    dbl: torch.Tensor,
+    *,
+    dt_projs_weight: torch.Tensor,
+    dt_projs_bias: torch.Tensor,
+    A_logs: torch.Tensor,
+    Ds: torch.Tensor,
+    block_g: int | None = None,
+    num_warps: int | None = None,
+    **_: object,
+) -> torch.Tensor:
+    """The kernel launch alone, on contiguous x (B, D, H, W) and dbl = :func:`projections` (x)."""
     import triton
 
     B, D, H, W = x.shape
-    K, CD, _ = x_proj_weight.shape
+    K = 4
     R = int(dt_projs_weight.shape[-1])
-    if CD != R + 2:
-        raise ValueError(f"the triton scan needs d_state = 1 (x_proj_weight rows {CD} != R + 2 = {R + 2})")
-    x = x.contiguous()
-    dbl = projections(x, x_proj_weight).contiguous()
     wdt = dt_projs_weight.detach().float().reshape(K, D, R).contiguous()
     bias = dt_projs_bias.detach().float().reshape(K, D).contiguous()
     A = (-torch.exp(A_logs.detach().float())).reshape(K, D).contiguous()
