@@ -67,7 +67,9 @@ def register_layout(name: str, *, detect: Callable[[Path, Path | None], bool]):
 
 
 def _rel_id(root: Path, path: Path) -> str:
-    return path.relative_to(root).with_suffix("").as_posix()
+    """Path relative to the data root without suffix; labels may also point outside the root."""
+    rel = path.relative_to(root) if path.is_relative_to(root) else path
+    return rel.with_suffix("").as_posix().lstrip("/")
 
 
 def _is_image(path: Path) -> bool:
