@@ -192,11 +192,14 @@ from robusteval.ops.scan_triton import cross_selective_scan_triton
 
 out = {{}}
 # (b, d, h, w, r, block_g): ragged channel block, power-of-two width (no padding column), a single row.
-for b, d, h, w, r, bg in [(2, 8, 5, 7, 3, 4), (1, 20, 4, 8, 2, 16), (2, 4, 1, 6, 2, 4)]:
+# dt on the tensor cores (dot) or by fused multiply-adds (fma): ragged channel block, width a power of
+# two (no padding column), a single row, a width under 16 (padded for the dot).
+cases = [(2, 8, 5, 7, 3, 4, False), (1, 20, 4, 8, 2, 16, True), (2, 4, 1, 6, 2, 4, False), (1, 16, 3, 5, 8, 16, True)]
+for b, d, h, w, r, bg, dot in cases:
     x, wts = random_cross_inputs(b=b, d=d, h=h, w=w, r=r, seed=d + h)
     ref = ss.cross_selective_scan(x.double(), **wts, backend="torch")
-    y = cross_selective_scan_triton(x, **wts, block_g=bg)
-    out[f"fp32 {{(b, d, h, w)}}"] = [rel(y, ref), str(y.dtype), bool(torch.isfinite(y).all())]
+    y = cross_selective_scan_triton(x, **wts, block_g=bg, dt_dot=dot)
+    out[f"fp32 {{(b, d, h, w, dot)}}"] = [rel(y, ref), str(y.dtype), bool(torch.isfinite(y).all())]
 x, wts = random_cross_inputs(b=1, d=8, h=5, w=7, r=3, seed=7)
 xb = x.bfloat16()
 out["bf16"] = [rel(ss.cross_selective_scan(xb, **wts, backend="triton"),

@@ -20,7 +20,7 @@ pytestmark = [
 
 # (name, batch, d_inner, H, W, dt_rank): VMamba stages as released (d_inner = ssm_ratio * dim).
 SHAPES = [
-    ("vmamba_b.stage1", 128, 256, 56, 56, 8),
+    ("vmamba_b.stage1", 32, 256, 56, 56, 8),
     ("vmamba_b.stage2", 16, 512, 28, 28, 16),
     ("vmamba_b.stage3", 16, 1024, 14, 14, 32),
     ("vmamba_b.stage4", 16, 2048, 7, 7, 64),
@@ -61,6 +61,7 @@ def test_cross_selective_scan_backends_match_float64(shape, dtype):
     weights = vmamba_weights(d=d, r=r)
     x = (torch.randn(b, d, h, w, device="cuda") * 0.5).to(dtype)
     ref = ss.cross_selective_scan(x.double(), **weights, backend="torch")
+    skip = weights["Ds"].double().view(4, d).sum(0).view(1, d, 1, 1) * x.double()
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     ran = []
     for name in ["torch", "triton", "mamba", "auto"]:
@@ -70,8 +71,10 @@ def test_cross_selective_scan_backends_match_float64(shape, dtype):
         assert y.shape == x.shape and y.dtype == torch.float32, name
         assert torch.isfinite(y).all(), name
         err = rel(y, ref)
+        # The D skip (sum_k D_k * x) is exact in every path and can dominate y: check the scan part alone.
+        scan_err = rel(y - skip, ref - skip)
         # mamba-ssm returns bf16 per direction for bf16 inputs; everything else keeps float32.
-        assert err < tol, (name, err)
+        assert err < tol and scan_err < 3 * tol, (name, err, scan_err)
         ran.append(name)
     assert "triton" in ran, "the fused kernel must run on CUDA"
 

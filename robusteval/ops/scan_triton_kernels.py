@@ -27,16 +27,31 @@ def _discretise(
     w_idx,
     w_mask,
     HW,
+    wmat,  # (BLOCK_G, R_PAD) dt_projs_weight rows in the dot's dtype (used when DT_DOT)
     R: tl.constexpr,
+    R_PAD: tl.constexpr,
     BLOCK_G: tl.constexpr,
     BLOCK_W: tl.constexpr,
+    DT_DOT: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """a = exp(softplus(dt + bias) * A), bu = softplus(dt + bias) * B * u; identity (1, 0) off-image."""
-    dt = tl.zeros([BLOCK_G, BLOCK_W], dtype=tl.float32)
-    for r in tl.static_range(R):
-        dtr = tl.load(dbl_row + r * HW + w_idx, mask=w_mask, other=0.0).to(tl.float32)
-        wr = tl.load(wdt_ptr + g_idx * R + r, mask=g_mask, other=0.0)
-        dt += wr[:, None] * dtr[None, :]
+    if DT_DOT:
+        # dt = W (G x R) @ dbl[:R] (R x W) on the tensor cores: the rank-R rows pass through shared
+        # memory instead of R broadcast vectors held in registers.
+        r_idx = tl.arange(0, R_PAD)
+        dtr = tl.load(
+            dbl_row + r_idx[:, None] * HW + w_idx[None, :],
+            mask=(r_idx[:, None] < R) & w_mask[None, :],
+            other=0.0,
+        )
+        dt = tl.dot(wmat, dtr.to(wmat.dtype), input_precision=PREC)
+    else:
+        dt = tl.zeros([BLOCK_G, BLOCK_W], dtype=tl.float32)
+        for r in tl.static_range(R):
+            dtr = tl.load(dbl_row + r * HW + w_idx, mask=w_mask, other=0.0).to(tl.float32)
+            wr = tl.load(wdt_ptr + g_idx * R + r, mask=g_mask, other=0.0)
+            dt += wr[:, None] * dtr[None, :]
     Bv = tl.load(dbl_row + R * HW + w_idx, mask=w_mask, other=0.0).to(tl.float32)
     v = dt + bias[:, None]
     e = tl.exp(v)
@@ -61,8 +76,12 @@ def cross_scan_kernel(
     H,
     W,
     R: tl.constexpr,
+    R_PAD: tl.constexpr,
     BLOCK_G: tl.constexpr,
     BLOCK_W: tl.constexpr,
+    DT_DOT: tl.constexpr,
+    PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
 ):
     pid = tl.program_id(0)
     n_gblk = tl.cdiv(D, BLOCK_G)
@@ -94,6 +113,21 @@ def cross_scan_kernel(
     wdt1 = wdt_ptr + 1 * D * R
     wdt2 = wdt_ptr + 2 * D * R
     wdt3 = wdt_ptr + 3 * D * R
+    r_pad = tl.arange(0, R_PAD)
+    w_off = g_idx[:, None] * R + r_pad[None, :]
+    w_msk = g_mask[:, None] & (r_pad[None, :] < R)
+    # The dot runs in x's dtype (float32 when DOT_F32: float32 inputs, or Triton's CPU interpreter,
+    # whose 16-bit dot is unreliable).
+    if DOT_F32:
+        wm0 = tl.load(wdt0 + w_off, mask=w_msk, other=0.0)
+        wm1 = tl.load(wdt1 + w_off, mask=w_msk, other=0.0)
+        wm2 = tl.load(wdt2 + w_off, mask=w_msk, other=0.0)
+        wm3 = tl.load(wdt3 + w_off, mask=w_msk, other=0.0)
+    else:
+        wm0 = tl.load(wdt0 + w_off, mask=w_msk, other=0.0).to(x_ptr.dtype.element_ty)
+        wm1 = tl.load(wdt1 + w_off, mask=w_msk, other=0.0).to(x_ptr.dtype.element_ty)
+        wm2 = tl.load(wdt2 + w_off, mask=w_msk, other=0.0).to(x_ptr.dtype.element_ty)
+        wm3 = tl.load(wdt3 + w_off, mask=w_msk, other=0.0).to(x_ptr.dtype.element_ty)
 
     # ---- sweep A: per-column aggregates of the column-major directions -------------------
     P1 = tl.full([BLOCK_G, BLOCK_W], 1.0, tl.float32)  # k=1 (down the column): product of a
@@ -104,12 +138,44 @@ def cross_scan_kernel(
         u = tl.load(x_base + row_off + h * W, mask=tile_mask, other=0.0).to(tl.float32)
         row = dbl_base + h * W
         a1, bu1 = _discretise(
-            row + 1 * CD * HW, u, wdt1, bias1, A1, g_idx, g_mask, w_idx, w_mask, HW, R, BLOCK_G, BLOCK_W
+            row + 1 * CD * HW,
+            u,
+            wdt1,
+            bias1,
+            A1,
+            g_idx,
+            g_mask,
+            w_idx,
+            w_mask,
+            HW,
+            wm1,
+            R,
+            R_PAD,
+            BLOCK_G,
+            BLOCK_W,
+            DT_DOT,
+            PREC,
         )
         H1 = a1 * H1 + bu1
         P1 = P1 * a1
         a3, bu3 = _discretise(
-            row + 3 * CD * HW, u, wdt3, bias3, A3, g_idx, g_mask, w_idx, w_mask, HW, R, BLOCK_G, BLOCK_W
+            row + 3 * CD * HW,
+            u,
+            wdt3,
+            bias3,
+            A3,
+            g_idx,
+            g_mask,
+            w_idx,
+            w_mask,
+            HW,
+            wm3,
+            R,
+            R_PAD,
+            BLOCK_G,
+            BLOCK_W,
+            DT_DOT,
+            PREC,
         )
         # k=3 visits this row before the rows above it: new aggregate = (rows above) after (this row).
         H3 = H3 + P3 * bu3
@@ -132,14 +198,46 @@ def cross_scan_kernel(
         u = tl.load(x_base + row_off + h * W, mask=tile_mask, other=0.0).to(tl.float32)
         row = dbl_base + h * W
         a2, bu2 = _discretise(
-            row + 2 * CD * HW, u, wdt2, bias2, A2, g_idx, g_mask, w_idx, w_mask, HW, R, BLOCK_G, BLOCK_W
+            row + 2 * CD * HW,
+            u,
+            wdt2,
+            bias2,
+            A2,
+            g_idx,
+            g_mask,
+            w_idx,
+            w_mask,
+            HW,
+            wm2,
+            R,
+            R_PAD,
+            BLOCK_G,
+            BLOCK_W,
+            DT_DOT,
+            PREC,
         )
         cum_a, cum_b = tl.associative_scan((a2, bu2), axis=1, combine_fn=_combine, reverse=True)
         h2 = cum_b + cum_a * carry2[:, None]
         carry2 = tl.sum(tl.where(w2 == 0, h2, 0.0), axis=1)
         C2 = tl.load(row + 2 * CD * HW + (R + 1) * HW + w_idx, mask=w_mask, other=0.0).to(tl.float32)
         a3, bu3 = _discretise(
-            row + 3 * CD * HW, u, wdt3, bias3, A3, g_idx, g_mask, w_idx, w_mask, HW, R, BLOCK_G, BLOCK_W
+            row + 3 * CD * HW,
+            u,
+            wdt3,
+            bias3,
+            A3,
+            g_idx,
+            g_mask,
+            w_idx,
+            w_mask,
+            HW,
+            wm3,
+            R,
+            R_PAD,
+            BLOCK_G,
+            BLOCK_W,
+            DT_DOT,
+            PREC,
         )
         h3 = a3 * h3 + bu3
         C3 = tl.load(row + 3 * CD * HW + (R + 1) * HW + w_idx, mask=w_mask, other=0.0).to(tl.float32)
@@ -153,14 +251,46 @@ def cross_scan_kernel(
         u = tl.load(x_base + row_off + h * W, mask=tile_mask, other=0.0).to(tl.float32)
         row = dbl_base + h * W
         a0, bu0 = _discretise(
-            row + 0 * CD * HW, u, wdt0, bias0, A0, g_idx, g_mask, w_idx, w_mask, HW, R, BLOCK_G, BLOCK_W
+            row + 0 * CD * HW,
+            u,
+            wdt0,
+            bias0,
+            A0,
+            g_idx,
+            g_mask,
+            w_idx,
+            w_mask,
+            HW,
+            wm0,
+            R,
+            R_PAD,
+            BLOCK_G,
+            BLOCK_W,
+            DT_DOT,
+            PREC,
         )
         cum_a, cum_b = tl.associative_scan((a0, bu0), axis=1, combine_fn=_combine)
         h0 = cum_b + cum_a * carry0[:, None]
         carry0 = tl.sum(tl.where(w2 == BLOCK_W - 1, h0, 0.0), axis=1)
         C0 = tl.load(row + 0 * CD * HW + (R + 1) * HW + w_idx, mask=w_mask, other=0.0).to(tl.float32)
         a1, bu1 = _discretise(
-            row + 1 * CD * HW, u, wdt1, bias1, A1, g_idx, g_mask, w_idx, w_mask, HW, R, BLOCK_G, BLOCK_W
+            row + 1 * CD * HW,
+            u,
+            wdt1,
+            bias1,
+            A1,
+            g_idx,
+            g_mask,
+            w_idx,
+            w_mask,
+            HW,
+            wm1,
+            R,
+            R_PAD,
+            BLOCK_G,
+            BLOCK_W,
+            DT_DOT,
+            PREC,
         )
         h1 = a1 * h1 + bu1
         C1 = tl.load(row + 1 * CD * HW + (R + 1) * HW + w_idx, mask=w_mask, other=0.0).to(tl.float32)
