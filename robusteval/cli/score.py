@@ -1,0 +1,119 @@
+"""`robusteval score`: run models over clean, corrupted and OOD sets into runs/<NAME>/records.jsonl."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from robusteval.cli import app
+from robusteval.cli.common import console, err_console, progress_bar, user_errors
+
+
+def _names(values: list[str] | None) -> list[str]:
+    """Repeated options and comma/space separated lists alike: ``-m a,b -m c`` → [a, b, c]."""
+    return [n for v in values or [] for n in re.split(r"[,\s]+", v) if n]
+
+
+@app.command()
+def score(
+    models: Annotated[
+        list[str], typer.Option("--models", "-m", help="model names, comma separated or repeated")
+    ],
+    run: Annotated[str, typer.Option("--run", help="run name: results go to RUNS_DIR/NAME/")],
+    sets: Annotated[
+        Path | None, typer.Option("--sets", help="corrupted tree (--out of `robusteval corrupt`)")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="clean val images (any layout `corrupt` reads)")
+    ] = None,
+    labels: Annotated[Path | None, typer.Option(help="explicit labels file for --data")] = None,
+    ood: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ood", help="NAME=DIR; NAME: imagenet-a, imagenet-r, imagenet-sketch, imagenetv2, mvh"
+        ),
+    ] = None,
+    transforms: Annotated[
+        list[str] | None, typer.Option("--transforms", "-t", help="corrupt --data on the fly with these sets")
+    ] = None,
+    suite: Annotated[
+        str | None, typer.Option(help="on the fly: every set of this suite (e.g. study21)")
+    ] = None,
+    severity: Annotated[
+        list[int] | None, typer.Option("--severity", "-s", help="on the fly: levels (default all)")
+    ] = None,
+    transform_impl: Annotated[
+        str, typer.Option(help="on the fly: auto, torch (GPU batches) or imgaug")
+    ] = "auto",
+    seed: Annotated[
+        int, typer.Option(help="on the fly: seed of every corrupted image (as `corrupt --seed`)")
+    ] = 0,
+    runs_dir: Annotated[Path, typer.Option(help="folder of runs")] = Path("runs"),
+    batch_size: Annotated[int, typer.Option(min=1, help="images per batch (halved on CUDA OOM)")] = 64,
+    amp: Annotated[
+        str | None, typer.Option(help="bf16, fp16 or off (default: bf16 on CUDA, off on CPU)")
+    ] = None,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC memory format")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile every model")] = False,
+    device: Annotated[
+        str | None, typer.Option(help="cuda, cuda:N or cpu (default: cuda when available)")
+    ] = None,
+    scan_backend: Annotated[
+        str, typer.Option(help="VMamba selective scan: auto, mamba, triton or torch")
+    ] = "auto",
+    weights: Annotated[
+        list[str] | None, typer.Option("--weights", help="MODEL=PATH (or none); repeatable")
+    ] = None,
+    trust_checkpoint: Annotated[
+        bool, typer.Option("--trust-checkpoint", help="allow pickled checkpoints")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(min=0, help="decode processes (0: in-process)")] = None,
+) -> None:
+    """Score models on clean, corrupted and OOD sets (each image decoded once, resumable per cell)."""
+    from robusteval.score.engine import ScoreRequest, run_score
+    from robusteval.score.sets import parse_pairs
+
+    with user_errors():
+        names = _names(transforms)
+        if suite:
+            from robusteval.corruptions.spec import suite_sets
+
+            names += [s.name for s in suite_sets(suite) if s.name not in names]
+        req = ScoreRequest(
+            models=_names(models), run=run, runs_dir=runs_dir, sets_dir=sets, data=data, labels=labels,
+            ood=parse_pairs(ood, option="--ood"), transforms=names, severities=severity or None,
+            transform_impl=transform_impl, seed=seed, batch_size=batch_size, amp=amp,
+            channels_last=channels_last, compile=compile, device=device, scan_backend=scan_backend,
+            weights=dict(parse_pairs(weights, option="--weights")), trust_checkpoint=trust_checkpoint,
+            workers=workers,
+        )  # fmt: skip
+        bar: dict = {}
+
+        def on_total(n: int) -> None:
+            bar["ctx"] = progress_bar(f"score {run}", n, unit="img")
+            bar["advance"] = bar["ctx"].__enter__()
+
+        def on_message(line: str) -> None:
+            err_console.print(f"[yellow]{line}[/]", highlight=False, soft_wrap=True)
+
+        try:
+            summary = run_score(
+                req, progress=lambda n: bar["advance"](n), on_total=on_total, on_message=on_message
+            )
+        finally:
+            if "ctx" in bar:
+                bar["ctx"].__exit__(None, None, None)
+    for rec in summary.written:
+        sev = "" if rec["severity"] is None else f" s{rec['severity']}"
+        space = f" [{rec['label_space']}]" if rec["label_space"] != "imagenet1k" else ""
+        top1 = "--" if rec["top1"] is None else f"{100 * rec['top1']:.2f}%"
+        console.print(
+            f"{rec['model']:>20}  {rec['set']}{sev}{space}: top-1 {top1}  (n={rec['n']})", highlight=False
+        )
+    console.print(
+        f"[bold green]done[/] {len(summary.written)} cells written, {summary.reused} already finished, "
+        f"{summary.skipped_images} images skipped, {summary.seconds:.1f} s → {summary.run_dir}"
+    )

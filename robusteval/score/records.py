@@ -1,0 +1,171 @@
+"""The run store: ``runs/<NAME>/records.jsonl`` (append-only, one JSON line per cell) + ``preds/*.npz``.
+
+Crash safety (a SIGKILL at any instant loses no finished cell and leaves nothing half-read):
+
+1. the cell's predictions go to a temp file, fsync, rename to ``preds/<cell>.npz``;
+2. only then the record line is appended with a single ``os.write`` on an ``O_APPEND`` fd + fsync.
+
+A cell is finished when its record line is complete and its preds file exists. A kill between 1 and
+2 leaves an orphan npz that the resumed run overwrites; a torn last line (no newline) is ignored and
+the next append starts on a fresh line. One process scores a run at a time (``flock`` on ``.lock``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robusteval.errors import UserError
+
+SCHEMA = 1
+RECORDS = "records.jsonl"
+PREDS = "preds"
+
+#: Fields that legitimately differ between two runs of the same cell.
+TIMING_FIELDS = ("seconds", "img_per_s", "created")
+
+
+def cell_id(*, model: str, set_name: str, severity: int | None, label_space: str) -> str:
+    """Stable, file-name-safe id of a (model, set, severity, label space) cell."""
+    sev = "-" if severity is None else str(severity)
+    raw = f"{model}__{set_name}__s{sev}__{label_space}"
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
+    if safe != raw:  # keep ids unique when sanitising merged two names
+        import hashlib
+
+        safe += "_" + hashlib.sha256(raw.encode()).hexdigest()[:8]
+    return safe
+
+
+@dataclass
+class Preds:
+    """Per-image predictions of one cell, in the cell's label space.
+
+    ``ids`` str [n]; ``labels`` int64 [n] (-1 unknown); ``top5`` int16 [n, 5] class indices, best
+    first; ``top5_prob`` float16 [n, 5] their probabilities (softmax of the label space).
+    """
+
+    ids: np.ndarray
+    labels: np.ndarray
+    top5: np.ndarray
+    top5_prob: np.ndarray
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            ids=np.asarray(self.ids, dtype=str),
+            labels=np.asarray(self.labels, dtype=np.int64),
+            top5=np.asarray(self.top5, dtype=np.int16),
+            top5_prob=np.asarray(self.top5_prob, dtype=np.float16),
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def load(cls, path: Path) -> Preds:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(ids=z["ids"], labels=z["labels"], top5=z["top5"], top5_prob=z["top5_prob"])
+
+
+def read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """Every complete, parseable JSON line of ``path`` (torn or garbled lines are skipped)."""
+    if not path.is_file():
+        return
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                rec = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                yield rec
+
+
+class RunStore:
+    """One run folder. ``finished()`` → cell id → record; ``append(record, preds)`` adds a cell."""
+
+    def __init__(self, runs_dir: Path, name: str) -> None:
+        if not name or "/" in name or name.startswith("."):
+            raise UserError(f"bad run name {name!r}", hint="use a plain folder name such as --run study1")
+        self.name = name
+        self.dir = Path(runs_dir) / name
+        self.records_path = self.dir / RECORDS
+        self.preds_dir = self.dir / PREDS
+
+    def records(self) -> list[dict[str, Any]]:
+        """All complete records in file order (a cell scored twice appears twice)."""
+        return list(read_lines(self.records_path))
+
+    def finished(self) -> dict[str, dict[str, Any]]:
+        """Cells whose record and preds file both exist (last record of a cell wins)."""
+        out: dict[str, dict[str, Any]] = {}
+        for rec in read_lines(self.records_path):
+            cell, preds = rec.get("cell"), rec.get("preds")
+            if isinstance(cell, str) and isinstance(preds, str) and (self.dir / preds).is_file():
+                out[cell] = rec
+        return out
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run for this process; a second scorer on the same run gets a one-line error."""
+        import fcntl
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(
+                    f"run {self.name!r} is being scored by another process",
+                    hint="wait for it, or pass a different --run NAME",
+                ) from None
+            yield
+        finally:
+            os.close(fd)
+
+    def append(self, record: dict[str, Any], preds: Preds) -> None:
+        """Write ``preds`` (temp + fsync + rename), then the record line (one write + fsync)."""
+        rel = record["preds"]
+        target = self.dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as fh:
+            fh.write(preds.to_bytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+        line = json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n"
+        fd = os.open(self.records_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if _ends_torn(fd):
+                line = "\n" + line
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _ends_torn(fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
