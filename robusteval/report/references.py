@@ -29,32 +29,34 @@ ALEXNET_ERRORS: dict[str, float] = {
 }
 #: AlexNet clean top-1 error on ImageNet val, the reference for relative mCE.
 ALEXNET_CLEAN_ERROR: float = 0.4348
-ALEXNET_SOURCE = "Hendrycks & Dietterich 2019 (ImageNet-C), AlexNet errors"
+ALEXNET_SOURCE = "Hendrycks & Dietterich 2019, ImageNet-C"
 
 
 @dataclass(frozen=True)
 class PaperFigure:
-    """One published accuracy: ``model`` on ``set`` was ``top1`` (fraction) in ``source``."""
+    """One published accuracy: ``model`` on ``set`` was ``top1`` (fraction) in ``source``;
+    ``ours`` is the registered robusteval name of the same model."""
 
     model: str
     set: str
     top1: float
     source: str
+    ours: str
 
 
 SEED_STUDY = "Exploring SSMs for Vision Tasks (seed study), §3.1.2"
 #: The seed study's VMamba-B accuracies on ImageNet val under its transformations (the paper's).
 SEED_STUDY_FIGURES: tuple[PaperFigure, ...] = (
-    PaperFigure("VMamba-B", "clean", 0.8390, SEED_STUDY),
-    PaperFigure("VMamba-B", "crop", 0.8358, SEED_STUDY),
-    PaperFigure("VMamba-B", "perspective", 0.6295, SEED_STUDY),
+    PaperFigure("VMamba-B", "clean", 0.8390, SEED_STUDY, "vmamba_b"),
+    PaperFigure("VMamba-B", "crop", 0.8358, SEED_STUDY, "vmamba_b"),
+    PaperFigure("VMamba-B", "perspective", 0.6295, SEED_STUDY, "vmamba_b"),
 )
 
-CLIP_MAMBA = "CLIP-Mamba (Huang et al. 2024), zero-shot ImageNet top-1"
+CLIP_MAMBA = "CLIP-Mamba (Huang et al. 2024)"
 #: CLIP-Mamba's reported zero-shot ImageNet-1k top-1 (the paper's).
 CLIP_MAMBA_ZERO_SHOT: tuple[PaperFigure, ...] = (
-    PaperFigure("VMamba-B", "clean", 0.383, CLIP_MAMBA),
-    PaperFigure("VMamba-S", "clean", 0.400, CLIP_MAMBA),
-    PaperFigure("VMamba-T220", "clean", 0.387, CLIP_MAMBA),
-    PaperFigure("Simba-L", "clean", 0.416, CLIP_MAMBA),
+    PaperFigure("VMamba-B", "clean", 0.383, CLIP_MAMBA, "clip_mamba_vmamba_b"),
+    PaperFigure("VMamba-S", "clean", 0.400, CLIP_MAMBA, "clip_mamba_vmamba_s"),
+    PaperFigure("VMamba-T220", "clean", 0.387, CLIP_MAMBA, "clip_mamba_vmamba_t220"),
+    PaperFigure("Simba-L", "clean", 0.416, CLIP_MAMBA, "clip_mamba_simba_l"),
 )
