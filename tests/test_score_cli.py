@@ -71,7 +71,11 @@ def workspace(val1300, tmp_path_factory):
     chosen = in_r + [r for r in rows if r not in in_r][:8]
     data = _subset(val1300, root / "val", chosen)
     run_corrupt(
-        data=data, out=root / "tree", transforms=["gaussian_blur", "invert"], severities=[2], workers=1
+        data=data,
+        out=root / "tree",
+        transforms=["gaussian_blur", "invert", "fliplr"],
+        severities=[2],
+        workers=1,
     )
     for r in in_r:  # ImageNet-R layout: <wnid>/<file>
         (root / "imr" / r["wnid"]).mkdir(parents=True, exist_ok=True)
@@ -110,7 +114,7 @@ def test_score_cli_end_to_end(workspace):
     recs = _by_cell(store)
     expect = {
         ("clean", None, "imagenet1k"), ("clean", None, "imagenet-r200"), ("gaussian_blur", 2, "imagenet1k"),
-        ("invert", 1, "imagenet1k"), ("imagenet-r", None, "imagenet-r200"),
+        ("invert", 1, "imagenet1k"), ("fliplr", 1, "imagenet1k"), ("imagenet-r", None, "imagenet-r200"),
     }  # fmt: skip
     if (ws["root"] / "mvh").is_dir():
         expect.add(("mvh-edges", None, "modelvshuman16"))
@@ -220,3 +224,55 @@ def test_resume_after_sigkill_gives_identical_records(workspace, tmp_path):
         pa, pb = Preds.load(ref.dir / a[cell]["preds"]), Preds.load(killed.dir / b[cell]["preds"])
         for field in ("ids", "labels", "top5", "top5_prob"):
             assert (getattr(pa, field) == getattr(pb, field)).all()
+
+
+def test_onthefly_torch_hook_matches_the_tree(workspace, tmp_path, monkeypatch):
+    """Registered batched torch ops run on decoded clean crops (decoded once, then cached)."""
+    import torch
+
+    from robusteval.registry import Registry
+    from robusteval.score import loader, onthefly
+    from robusteval.score.engine import ScoreRequest, run_score
+
+    ws = workspace
+    ops = Registry("batched torch op")
+    monkeypatch.setattr(onthefly, "BATCH_OPS", ops)
+    monkeypatch.setattr(onthefly, "BATCH_OP_MODULES", [])
+    seen = []
+
+    @ops.register("iaa_invert")
+    def invert(images, *, seeds, p):
+        assert images.dtype == torch.uint8 and images.shape[1:] == (3, 224, 224) and p == 1.0
+        assert seeds.dtype == torch.int64 and len(seeds) == len(images)
+        seen.append(seeds.tolist())
+        return 255 - images
+
+    @ops.register("iaa_fliplr")
+    def fliplr(images, *, seeds, p):
+        return images.flip(-1)
+
+    decoded = []
+    real_load = loader.load_rgb
+    monkeypatch.setattr(loader, "load_rgb", lambda path: decoded.append(path) or real_load(path))
+    common = dict(models=[MODEL], runs_dir=tmp_path, workers=0, batch_size=5)
+    run_score(
+        ScoreRequest(
+            run="torch", data=ws["data"], transforms=["invert", "fliplr"], transform_impl="torch", **common
+        )
+    )
+    assert len(decoded) == 2 * ws["n"]  # clean pass + one pass filling the crop cache for both sets
+    from robusteval.data.layouts import read_dataset
+
+    ids = [s.id for s in read_dataset(ws["data"]).samples]
+    # the corrupt stage's per-image seeds, in item order
+    assert sum(seen, []) == onthefly.image_seeds(seed=0, set_name="invert", severity=1, ids=ids).tolist()
+    run_score(ScoreRequest(run="tree", sets_dir=ws["tree"], **common))
+    fly, tree = _by_cell(RunStore(tmp_path, "torch")), _by_cell(RunStore(tmp_path, "tree"))
+    for name in ("invert", "fliplr"):
+        cell = f"{MODEL}__{name}__s1__imagenet1k"
+        assert "batched torch op" in fly[cell]["preprocess"]
+        a = Preds.load(tmp_path / "torch" / fly[cell]["preds"])
+        b = Preds.load(tmp_path / "tree" / tree[cell]["preds"])
+        ia, ib = np.argsort(a.ids), np.argsort(b.ids)
+        assert a.ids[ia].tolist() == b.ids[ib].tolist()
+        assert (a.top5[ia] == b.top5[ib]).all() and fly[cell]["top1"] == tree[cell]["top1"]
