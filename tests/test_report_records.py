@@ -141,3 +141,21 @@ def test_evaluate_gates_per_model_and_missing():
         "--fail-under acc16=0.2 (a acc16 is missing from this run)"
     )
     assert failure_message(results[:1]) is None
+
+
+def test_clean_only_run_reports_what_is_missing(tmp_path):
+    from robusteval.report import make_report
+
+    run = tmp_path / "runs" / "c"
+    run.mkdir(parents=True)
+    (run / "records.jsonl").write_text(
+        _rec(cell="1", model="a", n=10, top5=0.8) + _rec(cell="2", model="b", n=0, top1=None, top5=None)
+    )
+    res = make_report(run_dir=run, out_dir=tmp_path / "out", baseline="a", fail_under=["b:top1=0.1"], sets={})
+    text = res.report.read_text()
+    assert "| a | classifier | 50.00 | 80.00 | — | — | — | — | — |" in text
+    assert "| b | classifier | — | — | — | — | — | — | — |" in text
+    assert "Not computed: the run has no corruption sets" in text
+    assert "Not computed: needs two models with saved predictions" in text
+    assert res.figures == [] and "![" not in text
+    assert res.failure == "gate failed: --fail-under b:top1=0.1 (b top1 is missing from this run)"

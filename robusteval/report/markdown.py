@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from robusteval.report.gates import GateResult
-from robusteval.report.records import CURVE_SUITES, MAIN_LABEL_SPACE, suite_rank
+from robusteval.report.records import CORRUPTION_SUITES, CURVE_SUITES, MAIN_LABEL_SPACE, suite_rank
 from robusteval.report.references import ALEXNET_CLEAN_ERROR, ALEXNET_SOURCE, CLIP_MAMBA, SEED_STUDY
 from robusteval.report.tables import Tables
 
@@ -297,6 +297,8 @@ def _same_model_note(sub: pd.DataFrame, inp: ReportInputs) -> str:
 
 def ce_section(t: Tables, inp: ReportInputs) -> list[str]:
     out = ["## Corruption error (CE, mCE)", ""]
+    if t.corruption_error.empty and not (t.cells["suite"].isin(CORRUPTION_SUITES)).any():
+        return [*out, "Not computed: the run has no corruption sets (suites study21, imagenet-c).", ""]
     norms = []
     if inp.baseline is not None:
         norms.append(

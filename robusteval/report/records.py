@@ -77,7 +77,6 @@ class Run:
     records: list[dict[str, Any]]
     kinds: dict[str, str]
     sets: dict[str, SetInfo]
-    _preds: dict[str, Preds | None] = field(default_factory=dict, repr=False)
 
     @property
     def models(self) -> list[str]:
@@ -87,13 +86,12 @@ class Run:
         return self.sets.get(name) or SetInfo(suite=suite)
 
     def preds(self, record: Mapping[str, Any]) -> Preds | None:
-        """The cell's per-image predictions, or ``None`` when its npz is missing or unreadable."""
+        """The cell's per-image predictions, or ``None`` when its npz is missing or unreadable.
+
+        Read on each call, not cached: a full study run holds hundreds of 15,000-image cells.
+        """
         rel = record.get("preds")
-        if not rel:
-            return None
-        if rel not in self._preds:
-            self._preds[rel] = _read_preds(self.dir / rel)
-        return self._preds[rel]
+        return _read_preds(self.dir / str(rel)) if rel else None
 
 
 def _read_preds(path: Path) -> Preds | None:

@@ -385,17 +385,23 @@ _KAPPA_COLUMNS = [
 ]
 
 
-def _correct_by_id(run: Run, rec: dict[str, Any]) -> dict[str, bool] | None:
+def _correct_by_id(run: Run, rec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ids sorted, top-1 correct) of a cell's images with known labels; ``None`` without preds."""
     preds = run.preds(rec)
     if preds is None:
         return None
     mask = metrics.known_labels(preds.labels)
-    correct = metrics.topk_correct(top5=preds.top5, labels=preds.labels, k=1)
-    return {str(i): bool(c) for i, c, m in zip(preds.ids, correct, mask, strict=True) if m}
+    correct = metrics.topk_correct(top5=preds.top5, labels=preds.labels, k=1)[mask]
+    ids = preds.ids[mask]
+    order = np.argsort(ids, kind="stable")
+    return ids[order], correct[order]
 
 
 def kappa_table(run: Run) -> pd.DataFrame:
-    """Cohen's kappa error consistency for every model pair on every cell both scored (same ids)."""
+    """Cohen's kappa error consistency for every model pair on every cell both scored (same ids).
+
+    Predictions are read one cell at a time (all models of it), so memory stays bounded by one cell.
+    """
     groups: dict[tuple, dict[str, dict[str, Any]]] = {}
     for rec in run.records:
         key = (
@@ -408,15 +414,15 @@ def kappa_table(run: Run) -> pd.DataFrame:
         groups.setdefault(key, {})[str(rec["model"])] = rec
     rows = []
     for (suite, name, sev, space, _subset), by_model in groups.items():
+        if len(by_model) < 2:
+            continue
+        correct = {m: _correct_by_id(run, rec) for m, rec in by_model.items()}
         for a, b in itertools.combinations(sorted(by_model), 2):
-            ca, cb = _correct_by_id(run, by_model[a]), _correct_by_id(run, by_model[b])
+            ca, cb = correct[a], correct[b]
             if ca is None or cb is None:
                 continue
-            ids = sorted(set(ca) & set(cb))
-            k = metrics.error_consistency(
-                correct_a=np.array([ca[i] for i in ids], dtype=bool),
-                correct_b=np.array([cb[i] for i in ids], dtype=bool),
-            )
+            _, ia, ib = np.intersect1d(ca[0], cb[0], return_indices=True)
+            k = metrics.error_consistency(correct_a=ca[1][ia], correct_b=cb[1][ib])
             rows.append(
                 {
                     "model_a": a,
