@@ -351,6 +351,9 @@ def main() -> None:
     p.add_argument("--cpu-workers", default="0,1", help="cpu part: decode worker counts to try")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "robusteval_bench_score")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument(
+        "--sync-debug", action="store_true", help="warn at every host<->device sync (find pipeline stalls)"
+    )
     a = p.parse_args()
 
     import torch
@@ -364,6 +367,8 @@ def main() -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     if a.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
+        if a.sync_debug:
+            torch.cuda.set_sync_debug_mode("warn")
     results: dict = {"device": torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu",
                      "torch": torch.__version__, "args": {k: str(v) for k, v in vars(a).items()}}  # fmt: skip
     jpeg_dir = a.jpeg_dir

@@ -402,9 +402,9 @@ class _Acc:
 
 
 def _run_pass(p: _Pass, batches: Iterator, ctx: _Context) -> None:
-    import torch
 
     from robusteval.score.labelspace import get_label_space
+    from robusteval.score.loader import host_to_device
     from robusteval.score.onthefly import apply_batch_op, image_seeds
     from robusteval.score.preprocess import apply_view
 
@@ -433,19 +433,27 @@ def _run_pass(p: _Pass, batches: Iterator, ctx: _Context) -> None:
                 seeds = image_seeds(seed=fly.seed, set_name=fly.set_name, severity=fly.severity, ids=ids)
                 images = apply_batch_op(images, set_name=fly.set_name, severity=fly.severity, seeds=seeds)
             views: dict = {}
-            pos_t = torch.as_tensor(batch.positions, device=ctx.device)
+            # which rows each head keeps, decided on the host (a device boolean mask would sync)
+            rows = {}
+            for head, mask in members.items():
+                kept = mask[batch.positions]
+                rows[head] = (
+                    None if kept.all() else host_to_device(np.flatnonzero(kept), ctx.device),
+                    batch.positions[kept],
+                )
             for name, model in models.items():
                 view = model.views[s.mode]
                 if view not in views:
                     views[view] = apply_view(images, view)
                 logits = model.logits(views[view])
                 for c in (c for c in p.cells if c.model == name):
-                    keep = torch.as_tensor(members[c.head][batch.positions], device=ctx.device)
-                    probs = get_label_space(c.head.label_space).probs(logits[keep])
-                    k = min(5, probs.shape[1])
-                    top = probs.topk(k, dim=1)
+                    index, positions = rows[c.head]
+                    probs = get_label_space(c.head.label_space).probs(
+                        logits if index is None else logits.index_select(0, index)
+                    )
+                    top = probs.topk(min(5, probs.shape[1]), dim=1)
                     acc = accs[c.id]
-                    acc.positions.append(pos_t[keep])
+                    acc.positions.append(positions)
                     acc.top5.append(top.indices)
                     acc.prob.append(top.values)
         n_images += len(batch) + len(batch.skips)
@@ -463,7 +471,7 @@ def _gather(acc: _Acc, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     if not acc.positions:
         return np.zeros(0, np.int64), np.zeros((0, 5), np.int16), np.zeros((0, 5), np.float16)
-    pos = torch.cat(acc.positions).cpu().numpy()
+    pos = np.concatenate(acc.positions).astype(np.int64)
     top = torch.cat(acc.top5).cpu().numpy().astype(np.int16)
     prob = torch.cat(acc.prob).float().cpu().numpy().astype(np.float16)
     if k < 5:  # fewer than 5 classes: pad with -1 / 0

@@ -81,10 +81,28 @@ def _wnid_subset(filename: str) -> tuple[int, ...]:
     return out
 
 
-def _subset_probs(logits, indices: tuple[int, ...]):
+@cache
+def _device_index(indices: tuple[int, ...], device: str):
+    """Index tensor on ``device``, made once (a per-batch host copy would stall the GPU queue)."""
     import torch
 
-    idx = torch.as_tensor(indices, device=logits.device)
+    return torch.as_tensor(indices, device=device)
+
+
+@cache
+def _mean_matrix(name: str, device: str):
+    """float32 [1000, K]: column k averages the probabilities of class k's ImageNet members."""
+    import torch
+
+    space = get_label_space(name)
+    w = torch.zeros(1000, space.num_classes)
+    for k, members in enumerate(space.imagenet_index):
+        w[list(members), k] = 1.0 / len(members)
+    return w.to(device)
+
+
+def _subset_probs(logits, indices: tuple[int, ...]):
+    idx = _device_index(indices, str(logits.device))
     return logits.float().index_select(1, idx).softmax(dim=1)
 
 
@@ -115,12 +133,6 @@ def _categories16() -> list[list[int]]:
 
 @register_label_space("modelvshuman16", imagenet_index=_categories16)
 def modelvshuman16(logits):
-    import torch
-
-    space = get_label_space("modelvshuman16")
     p = logits.float().softmax(dim=1)
-    groups = [
-        p.index_select(1, torch.as_tensor(m, device=p.device)).mean(dim=1) for m in space.imagenet_index
-    ]
-    mean = torch.stack(groups, dim=1)
+    mean = p @ _mean_matrix("modelvshuman16", str(p.device))
     return mean / mean.sum(dim=1, keepdim=True)

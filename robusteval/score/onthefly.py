@@ -111,7 +111,9 @@ def apply_batch_op(images, *, set_name: str, severity: int, seeds):
     spec = get_spec(set_name)
     load_batch_ops()
     fn = BATCH_OPS.get(spec.op).fn
-    seeds_t = torch.as_tensor(np.asarray(seeds, dtype=np.int64), device=images.device)
+    from robusteval.score.loader import host_to_device
+
+    seeds_t = host_to_device(np.asarray(seeds, dtype=np.int64), images.device)
     out = fn(images, seeds=seeds_t, **spec.params(severity))
     if out.dtype != torch.uint8 or out.shape != images.shape:
         raise RuntimeError(

@@ -71,6 +71,8 @@ def apply_view(images, view: View):
     """
     import torch
 
+    from robusteval.score.loader import host_to_device
+
     if isinstance(images, torch.Tensor):
         return _view_stack(images, view)
     if not images:
@@ -81,7 +83,7 @@ def apply_view(images, view: View):
     out = torch.empty((len(images), 3, view.size, view.size), dtype=torch.uint8, device=images[0].device)
     for idx in groups.values():
         stacked = torch.stack([images[i] for i in idx])
-        out[torch.as_tensor(idx, device=out.device)] = _view_stack(stacked, view)
+        out[host_to_device(idx, out.device)] = _view_stack(stacked, view)
     return out
 
 
@@ -102,7 +104,10 @@ def _view_stack(x, view: View):
 
 
 def normalize(x, *, mean, std, channels_last: bool = False):
-    """uint8 NCHW → float32 NCHW ``(x / 255 - mean) / std`` (mean/std: per-channel, [0, 1] units)."""
+    """uint8 NCHW → float32 NCHW ``(x / 255 - mean) / std`` (mean/std: per-channel, [0, 1] units).
+
+    ``mean``/``std`` may be tuples or float32 tensors already on ``x``'s device (no copy then).
+    """
     import torch
 
     m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1) * 255.0

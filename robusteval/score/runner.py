@@ -57,6 +57,9 @@ class ResidentModel:
         if channels_last:
             module = module.to(memory_format=torch.channels_last)
         self.module = module
+        data = self.card.data
+        self.mean = torch.tensor(data.mean, dtype=torch.float32, device=device)  # once: no per-batch copy
+        self.std = torch.tensor(data.std, dtype=torch.float32, device=device)
         self.compiled = compile
         self.forward = torch.compile(module, dynamic=False) if compile else module
         try:
@@ -81,8 +84,7 @@ class ResidentModel:
         """``images``: uint8 NCHW in this model's view. Returns float32 logits on the device."""
         import torch
 
-        data = self.card.data
-        x = normalize(images, mean=data.mean, std=data.std, channels_last=self.channels_last)
+        x = normalize(images, mean=self.mean, std=self.std, channels_last=self.channels_last)
         out = []
         i, n = 0, x.shape[0]
         while i < n:

@@ -302,6 +302,14 @@ def modelvshuman(root: Path) -> list[ScoreSet]:
 
 def ood_sets(name: str, root: Path) -> tuple[list[ScoreSet], tuple[str, ...]]:
     """Read OOD set ``name`` at ``root``; also returns the label spaces the clean val adds for it."""
+    if name not in OOD_SETS:
+        import difflib
+
+        close = difflib.get_close_matches(name, OOD_SETS.names(), n=1)
+        raise UserError(
+            f"--ood {name}=...: unknown OOD set" + (f"; did you mean {close[0]}?" if close else ""),
+            hint=f"NAME is one of {', '.join(OOD_SETS.names())}",
+        )
     entry = OOD_SETS.get(name)
     return entry.fn(Path(root)), entry.meta["clean_heads"]
 
