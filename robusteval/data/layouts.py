@@ -302,3 +302,22 @@ def sample_per_class(ds: Dataset, *, per_class: int, seed: int) -> Dataset:
         rng = random.Random(f"{seed}:{label}")
         keep.extend(sorted(rng.sample(group, min(per_class, len(group))), key=lambda s: s.id))
     return Dataset(ds.root, ds.layout, ds.label_space, keep, list(ds.skips), ds.class_names)
+
+
+def write_labels_csv(ds: Dataset, path: Path) -> Path:
+    """Write ``ds`` as a labels file that :func:`read_dataset` reads back to the same samples.
+
+    ImageNet label spaces use ``path,class_index,wnid``; 16-class sets ``path,category,category_index``.
+    Paths are absolute, so the file can live anywhere.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        if ds.label_space == "modelvshuman16":
+            names = ds.class_names or []
+            w.writerow(["path", "category", "category_index"])
+            w.writerows([str(s.path.resolve()), names[s.label], s.label] for s in ds.samples)
+        else:
+            w.writerow(["path", "class_index", "wnid"])
+            w.writerows([str(s.path.resolve()), s.label, s.wnid] for s in ds.samples)
+    return path

@@ -132,6 +132,16 @@ def _main_clean(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[cells["clean"] & (cells["label_space"] == MAIN_LABEL_SPACE)]
 
 
+def corruption_label_space(cells: pd.DataFrame) -> str:
+    """The label space corrupted sets were scored in (ImageNet-1k unless the run is, e.g., 16-class).
+
+    Clean accuracy beside mCA, relative robustness and CE must come from this same label space.
+    """
+    sub = cells[cells["suite"].isin(CORRUPTION_SUITES) & ~cells["clean"]]
+    spaces = sorted(set(sub["label_space"]))
+    return MAIN_LABEL_SPACE if not spaces or MAIN_LABEL_SPACE in spaces else spaces[0]
+
+
 def clean_accuracy(
     cells: pd.DataFrame, *, label_space: str = MAIN_LABEL_SPACE
 ) -> dict[str, tuple[float, float]]:
@@ -208,7 +218,7 @@ def summary_table(
 ) -> pd.DataFrame:
     """Per model: clean top-1/top-5, mCA over the study's transformations, relative robustness,
     best and worst transformation (ties broken by name), mean 16-class OOD accuracy."""
-    clean = clean_accuracy(cells)
+    clean = clean_accuracy(cells, label_space=corruption_label_space(cells))
     rows = []
     for model in models:
         top1, top5 = clean.get(model, (math.nan, math.nan))
@@ -289,7 +299,8 @@ def corruption_error_tables(
     ``baseline``: the model whose errors normalise CE on every corruption suite (study21,
     imagenet-c). AlexNet normalisation (published errors) applies to ImageNet-C sets regardless.
     """
-    clean_err = {m: 1.0 - v[0] for m, v in clean_accuracy(cells).items()}
+    space = corruption_label_space(cells)
+    clean_err = {m: 1.0 - v[0] for m, v in clean_accuracy(cells, label_space=space).items()}
     sub = cells[cells["suite"].isin(CORRUPTION_SUITES) & ~cells["clean"]]
     keys = sorted(
         {(r.suite, r.set, r.label_space) for r in sub.itertuples(index=False)},
