@@ -25,7 +25,9 @@ path (``create_model``-equivalent: ``read_checkpoint`` + the ``clip_mamba`` conv
 - image embeddings: upstream ``encode_image(x, ema=True)`` vs ours;
 - text embeddings: upstream ``encode_text(tokenizer(prompts), ema=True)`` vs ours, tokens from
   upstream's tokenizer and ours compared too;
-- the zero-shot logits those give on a handful of classes.
+- the zero-shot logits those give on a handful of classes;
+- as a yardstick, how much upstream's own image embedding moves when its input is jittered by
+  fp32 rounding (relative 1e-7): random unit-gain weights make deep towers amplify rounding.
 
 On CPU, upstream's compiled pieces are replaced by upstream's own references: mamba-ssm's
 ``selective_scan_ref`` stands in for its CUDA ``selective_scan_fn`` (Simba's Mamba blocks; the
@@ -194,6 +196,10 @@ def compare(models_mod: types.ModuleType, upstream_tok: object, name: str, args:
     img_up = up.encode_image(images, ema=True)
     img_ours = ours.encode_image(images)
     img_online = up.encode_image(images, ema=False)
+    # How far upstream itself moves when its input moves by fp32 rounding (relative 1e-7): the
+    # floor below which a difference says nothing about the architecture.
+    jitter = 1 + 1e-7 * torch.randn(images.shape, generator=g).to(device)
+    img_up_jitter = up.encode_image(images * jitter, ema=True)
     txt_up = up.encode_text(up_tokens, ema=True)
     txt_ours = ours.encode_text(our_tokens)
 
@@ -219,6 +225,7 @@ def compare(models_mod: types.ModuleType, upstream_tok: object, name: str, args:
         "params_text_ours": sum(p.numel() for p in ours.transformer.parameters()),
         "input": [args.batch, 3, args.size, args.size],
         "image_embed": _maxdiff(img_up, img_ours),
+        "image_embed_upstream_self_sensitivity": _maxdiff(img_up, img_up_jitter)["max_abs"],
         "image_embed_vs_online_tower": _maxdiff(img_online, img_ours)["max_abs"],
         "tokens_equal": bool(torch.equal(up_tokens, our_tokens)),
         "text_embed": _maxdiff(txt_up, txt_ours),

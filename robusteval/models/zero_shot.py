@@ -129,22 +129,27 @@ def zero_shot_weights(
     classnames: Sequence[str],
     templates: Sequence[str],
     device: torch.device | str | None = None,
+    batch_texts: int = 512,
 ) -> Tensor:
     """Class embeddings ``float32 [n_classes, D]``, unit norm.
 
     For each class: embed every template filled with the name, L2-normalise each, average,
-    L2-normalise again. ``encode_text``: int64 tokens ``[N, L]`` → ``[N, D]``.
+    L2-normalise again. ``encode_text``: int64 tokens ``[N, L]`` → ``[N, D]``; it is called on
+    whole classes at a time, about ``batch_texts`` prompts per call.
     """
     if not classnames or not templates:
         raise ValueError("zero_shot_weights needs at least one class name and one template")
+    n_t = len(templates)
+    per_call = max(1, batch_texts // n_t)
     rows = []
-    for name in classnames:
-        tokens = tokenize([t.format(name) for t in templates])
+    for start in range(0, len(classnames), per_call):
+        chunk = classnames[start : start + per_call]
+        tokens = tokenize([t.format(name) for name in chunk for t in templates])
         if device is not None:
             tokens = tokens.to(device)
-        emb = F.normalize(encode_text(tokens).float(), dim=-1)
-        rows.append(F.normalize(emb.mean(dim=0), dim=-1))
-    return torch.stack(rows)
+        emb = F.normalize(encode_text(tokens).float(), dim=-1).view(len(chunk), n_t, -1)
+        rows.append(F.normalize(emb.mean(dim=1), dim=-1))
+    return torch.cat(rows)
 
 
 def default_cache_dir() -> Path:
