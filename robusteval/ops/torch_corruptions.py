@@ -228,7 +228,8 @@ def hue_saturation(
     """imgaug AddToHueAndSaturation: integer hue shift (mod 180, OpenCV hue units) and saturation
     shift (clipped 0..255) per image, each uniform over ``[lo, hi]`` inclusive."""
     hsv = _rgb_to_hsv_cv2(images)
-    dh = rng.per_image_int(seeds, value_hue, stream=1).view(-1, 1, 1)
+    # imgaug projects the -255..255 hue value onto OpenCV's 180-step circle, truncating.
+    dh = torch.trunc(rng.per_image_int(seeds, value_hue, stream=1) / 255.0 * 180.0).view(-1, 1, 1)
     ds = rng.per_image_int(seeds, value_saturation, stream=2).view(-1, 1, 1)
     h = torch.remainder(hsv[:, 0] + dh, 180.0)
     s = (hsv[:, 1] + ds).clamp(0, 255)
@@ -320,10 +321,7 @@ def cutout(
     k = rng.per_image_int(seeds, nb_iterations, stream=1).view(n, 1)
     pos = rng.uniform(seeds, (k_max, 2), stream=2)
     sz = rng.per_image(seeds, size, stream=3).view(n, 1)
-    if squared:
-        sz_w = sz * h / w
-    else:
-        sz_w = rng.per_image(seeds, size, stream=4).view(n, 1)
+    sz_w = sz * h / w if squared else rng.per_image(seeds, size, stream=4).view(n, 1)
     px, py = pos[..., 0], pos[..., 1]
     y1 = torch.trunc((py - sz / 2) * h).clamp(0, h)
     y2 = torch.trunc((py + sz / 2) * h).clamp(0, h)
