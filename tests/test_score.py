@@ -260,3 +260,34 @@ def test_parse_pairs():
     assert parse_pairs(["imagenet-r=/d/r", "a = b"], option="--ood") == [("imagenet-r", "/d/r"), ("a", "b")]
     with pytest.raises(UserError, match="NAME=VALUE"):
         parse_pairs(["imagenet-r"], option="--ood")
+
+
+# --- resident models -------------------------------------------------------------------------
+
+
+def test_out_of_memory_halves_the_chunk_and_carries_on():
+    from types import SimpleNamespace
+
+    from robusteval.models.registry import DataConfig
+    from robusteval.score.runner import ResidentModel
+
+    class Picky(torch.nn.Module):
+        """Runs out of 'device memory' above 3 images per call; logits = mean pixel per class."""
+
+        def forward(self, x):
+            if x.shape[0] > 3:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return x.mean(dim=(1, 2, 3))[:, None].repeat(1, 1000)
+
+    card = SimpleNamespace(name="picky", data=DataConfig(input_size=8, crop_pct=1.0))
+    notes = []
+    model = ResidentModel(
+        SimpleNamespace(card=card, module=Picky(), weights={}), device="cpu", amp="off",
+        channels_last=False, compile=False, batch_size=16, notify=notes.append,
+    )  # fmt: skip
+    x = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 3, 8, 8).contiguous()
+    out = model.logits(x)
+    assert out.shape == (10, 1000) and model.chunk == 2 and model.min_chunk == 2
+    expect = normalize(x, mean=card.data.mean, std=card.data.std).mean(dim=(1, 2, 3))
+    assert torch.allclose(out[:, 0], expect)  # every image scored once, in order
+    assert len(notes) == 3 and "out of memory at batch 16; continuing with 8" in notes[0]

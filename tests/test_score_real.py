@@ -7,21 +7,28 @@ Reference, measured independently with the standard eval preprocessing (resize 2
 from __future__ import annotations
 
 import pytest
+import torch
 
 from robusteval.errors import UserError
 from robusteval.score.engine import ScoreRequest, run_score
 from robusteval.score.records import Preds
 
 
-def test_mobilenet_v2_reproduces_reference_accuracy(val1300, tmp_path):
+def _need_weights() -> None:
     from robusteval.models.factory import create_model
 
     try:
         create_model("mobilenet_v2")
     except UserError as err:
         pytest.skip(f"mobilenet_v2 weights absent: {err}")
+
+
+def test_mobilenet_v2_reproduces_reference_accuracy(val1300, tmp_path):
+    _need_weights()
     summary = run_score(
-        ScoreRequest(models=["mobilenet_v2"], data=val1300, run="real", runs_dir=tmp_path, batch_size=50)
+        ScoreRequest(
+            models=["mobilenet_v2"], data=val1300, run="real", runs_dir=tmp_path, batch_size=50, device="cpu"
+        )
     )
     (rec,) = summary.written
     assert rec["n"] == 1300 and rec["skips"] == []
@@ -30,3 +37,24 @@ def test_mobilenet_v2_reproduces_reference_accuracy(val1300, tmp_path):
     assert 0 < rec["ece"] < 0.1
     preds = Preds.load(summary.run_dir / rec["preds"])
     assert len(set(preds.ids.tolist())) == 1300 and (preds.labels >= 0).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_mobilenet_v2_gpu_path_reproduces_reference_accuracy(val1300, tmp_path, amp):
+    """The GPU path: nvJPEG decode, resize on the device, autocast; same numbers within 0.3 points."""
+    _need_weights()
+    req = ScoreRequest(
+        models=["mobilenet_v2"],
+        data=val1300,
+        run=amp,
+        runs_dir=tmp_path,
+        batch_size=128,
+        device="cuda",
+        amp=amp,
+    )
+    (rec,) = run_score(req).written
+    assert rec["n"] == 1300 and "nvjpeg" in rec["preprocess"] and rec["amp"] == amp
+    assert rec["top1"] == pytest.approx(0.7969, abs=0.003)
+    assert rec["top5"] == pytest.approx(0.9454, abs=0.003)

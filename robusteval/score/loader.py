@@ -126,7 +126,7 @@ class _JobSet:
         out: dict = {"job": j, "positions": torch.as_tensor(kept, dtype=torch.int64), "skips": skips}
         shapes = {tuple(p.shape) for p in pixels if p is not None}
         if not jpegs and len(shapes) == 1:
-            out["stacked"] = torch.stack(pixels)
+            out["stacked"] = stack_images(pixels)
         else:
             out["pixels"] = pixels
             out["jpegs"] = jpegs
@@ -149,12 +149,25 @@ def host_to_device(array, device):
 
 
 def _chw(img: np.ndarray):
-    """uint8 HWC numpy → uint8 CHW torch (PIL arrays are read-only: copy those)."""
+    """uint8 HWC numpy → uint8 CHW torch view in HWC memory (PIL arrays are read-only: copy those).
+
+    Keeping the pixels interleaved makes batches channels_last, the layout the CPU's uint8
+    antialiased resize is fastest on (about 3x over planar).
+    """
     import torch
 
     if not img.flags.writeable:
         img = img.copy()
-    return torch.from_numpy(img).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(img).permute(2, 0, 1)
+
+
+def stack_images(images):
+    """Same-sized uint8 CHW tensors → NCHW, channels_last when the inputs are HWC in memory."""
+    import torch
+
+    if all(im.stride(0) == 1 for im in images):
+        return torch.stack([im.permute(1, 2, 0) for im in images]).permute(0, 3, 1, 2)
+    return torch.stack(images)
 
 
 def _identity(x):
@@ -221,12 +234,7 @@ def _to_device(item: dict, stream: Stream, *, device: str) -> DeviceBatch:
             positions = positions[keep]
             pixels = [pixels[i] for i in keep]
     shapes = {tuple(p.shape) for p in pixels}
-    if len(shapes) == 1 and pixels:
-        import torch
-
-        images = torch.stack(pixels)
-    else:
-        images = pixels
+    images = stack_images(pixels) if len(shapes) == 1 and pixels else pixels
     return DeviceBatch(item["job"], positions, images, sorted(skips), decoder)
 
 

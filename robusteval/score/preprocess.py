@@ -71,7 +71,7 @@ def apply_view(images, view: View):
     """
     import torch
 
-    from robusteval.score.loader import host_to_device
+    from robusteval.score.loader import host_to_device, stack_images
 
     if isinstance(images, torch.Tensor):
         return _view_stack(images, view)
@@ -82,7 +82,7 @@ def apply_view(images, view: View):
         groups.setdefault(tuple(img.shape[-2:]), []).append(i)
     out = torch.empty((len(images), 3, view.size, view.size), dtype=torch.uint8, device=images[0].device)
     for idx in groups.values():
-        stacked = torch.stack([images[i] for i in idx])
+        stacked = stack_images([images[i] for i in idx])
         out[host_to_device(idx, out.device)] = _view_stack(stacked, view)
     return out
 
