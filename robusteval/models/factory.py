@@ -20,7 +20,6 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -34,7 +33,6 @@ from robusteval.models.registry import AFTER_LOAD, CONVERTERS, ModelCard
 RANDOM = "random"
 _NO_WEIGHTS = (None, "none", "random")
 _OFFLINE_ENV = ("ROBUSTEVAL_OFFLINE", "HF_HUB_OFFLINE")
-_HF_HOST = "huggingface.co"
 
 
 @dataclass(frozen=True)
@@ -72,12 +70,9 @@ def create_model(
     """
     entry = resolve(name)
     card: ModelCard = entry.meta["card"]
-    accepted = inspect.signature(entry.fn).parameters
-    kwargs = {"scan_backend": scan_backend} if "scan_backend" in accepted else {}
-    module: nn.Module = entry.fn(**kwargs)
-
+    ckpt = None
     record: dict[str, str | None] = {"source": RANDOM, "sha256": None}
-    if weights not in _NO_WEIGHTS:
+    if weights not in _NO_WEIGHTS:  # read the file first: a bad path fails before a slow build
         path, source = _locate(card, str(weights))
         ckpt = read_checkpoint(path, trust=trust_checkpoint, ema=card.prefer_ema)
         if weights == "default" and card.weights_sha256 and ckpt.sha256 != card.weights_sha256:
@@ -86,9 +81,15 @@ def create_model(
                 f"({card.weights_sha256[:12]}…)",
                 hint="delete the corrupt copy, or pass --weights PATH to a good one",
             )
-        converter = CONVERTERS.get(card.converter).fn if card.converter else None
-        load_into(module, ckpt.state_dict, converter=converter, what=f"{path} for {card.name}")
         record = {"source": source, "sha256": ckpt.sha256}
+
+    accepted = inspect.signature(entry.fn).parameters
+    kwargs = {"scan_backend": scan_backend} if "scan_backend" in accepted else {}
+    module: nn.Module = entry.fn(**kwargs)
+    if ckpt is not None:
+        converter = CONVERTERS.get(card.converter).fn if card.converter else None
+        load_into(module, ckpt.state_dict, converter=converter, what=f"{ckpt.path} for {card.name}")
+        del ckpt  # the module holds its own copy; free the file's tensors before moving to device
 
     module = module.eval().to(device)
     if card.kind in AFTER_LOAD:
@@ -190,7 +191,7 @@ _HF = _Source(
     lambda c: f"{c.hf_hub_id}:{c.hf_filename}" if c.hf_hub_id else None,
     _hf_local,
     _hf_download,
-    lambda s: _HF_HOST,
+    lambda s: urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co",
 )
 _URL = _Source(
     "url", lambda c: c.weights_url, _url_local, _url_download, lambda s: urlparse(s).hostname or ""
@@ -254,12 +255,3 @@ def _default_weights(card: ModelCard) -> tuple[Path, str]:
         f"{card.name}: default weights are not on this machine and cannot be downloaded (offline?): {tried}",
         hint="download the file elsewhere and pass --weights PATH (or --weights none for random init)",
     )
-
-
-def describe(loaded: LoadedModel) -> dict[str, Any]:
-    """The self-describing part of a score record for this model (name, data config, weights)."""
-    return {
-        "model": loaded.card.name,
-        "data_config": loaded.card.data.as_dict(),
-        "weights": dict(loaded.weights),
-    }
