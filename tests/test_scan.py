@@ -191,19 +191,29 @@ from robusteval.ops import selective_scan as ss
 from robusteval.ops.scan_triton import cross_selective_scan_triton
 
 out = {{}}
-# (b, d, h, w, r, block_g): ragged channel block, power-of-two width (no padding column), a single row.
-# dt on the tensor cores (dot) or by fused multiply-adds (fma): ragged channel block, width a power of
-# two (no padding column), a single row, a width under 16 (padded for the dot).
-cases = [(2, 8, 5, 7, 3, 4, False), (1, 20, 4, 8, 2, 16, True), (2, 4, 1, 6, 2, 4, False), (1, 16, 3, 5, 8, 16, True)]
-for b, d, h, w, r, bg, dot in cases:
+# (kernel, b, d, h, w, r, config). v2: ragged channel block (20, 17), rows not dividing H (4 % 3, 6 % 4),
+# a width under 16 and not a power of two (padded to 16), a single row, a rank that fills R_PAD = R + 3,
+# the path without the next-row prefetch.
+# v1: dt on the tensor cores (dot) and by fused multiply-adds (fma).
+cases = [
+    ("v2", 2, 8, 5, 7, 3, dict(rows=1)),
+    ("v2", 1, 20, 4, 8, 2, dict(rows=3)),
+    ("v2", 2, 4, 1, 6, 2, dict(rows=2)),
+    ("v2", 1, 17, 6, 9, 13, dict(rows=4, block_g=32)),
+    ("v2", 1, 16, 3, 5, 8, dict(rows=2, prefetch=False)),
+    ("v1", 2, 8, 5, 7, 3, dict(block_g=4, dt_dot=False)),
+    ("v1", 1, 16, 3, 5, 8, dict(block_g=16, dt_dot=True)),
+]
+for kernel, b, d, h, w, r, cfg in cases:
     x, wts = random_cross_inputs(b=b, d=d, h=h, w=w, r=r, seed=d + h)
     ref = ss.cross_selective_scan(x.double(), **wts, backend="torch")
-    y = cross_selective_scan_triton(x, **wts, block_g=bg, dt_dot=dot)
-    out[f"fp32 {{(b, d, h, w, dot)}}"] = [rel(y, ref), str(y.dtype), bool(torch.isfinite(y).all())]
+    y = cross_selective_scan_triton(x, **wts, kernel=kernel, **cfg)
+    out[f"fp32 {{kernel}} {{(b, d, h, w, r, cfg)}}"] = [rel(y, ref), str(y.dtype), bool(torch.isfinite(y).all())]
 x, wts = random_cross_inputs(b=1, d=8, h=5, w=7, r=3, seed=7)
 xb = x.bfloat16()
-out["bf16"] = [rel(ss.cross_selective_scan(xb, **wts, backend="triton"),
-                   ss.cross_selective_scan(xb, **wts, backend="torch")), "bf16", True]
+want = ss.cross_selective_scan(xb, **wts, backend="torch")
+for kernel in ("v1", "v2"):
+    out[f"bf16 {{kernel}}"] = rel(cross_selective_scan_triton(xb, **wts, kernel=kernel), want)
 out["auto n=1"] = ss.resolve_backend("auto", kind="cross", tensor=x, d_state=1).name
 out["auto n=2"] = ss.resolve_backend("auto", kind="cross", tensor=x, d_state=2).name
 print(json.dumps(out))
@@ -224,5 +234,5 @@ def test_triton_kernel_under_interpreter_matches_reference():
             err, dtype, finite = val
             assert finite and dtype == "torch.float32", key
             assert err < 1e-5, (key, err)
-    assert got["bf16"][0] < 2e-2
+    assert got["bf16 v1"] < 2e-2 and got["bf16 v2"] < 2e-2
     assert got["auto n=1"] == "triton" and got["auto n=2"] == "torch"

@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 
+from robusteval.ops import scan_triton
 from robusteval.ops import selective_scan as ss
 
 pytestmark = [
@@ -107,9 +108,27 @@ def test_selective_scan_mamba_matches_torch(n):
     assert rel(ss.selective_scan(**args, z=z, backend="torch"), ref) < 1e-5
 
 
+@pytest.mark.parametrize("kernel", sorted(scan_triton.KERNELS))
+@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[3]], ids=[SHAPES[0][0], SHAPES[3][0]])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_each_triton_kernel_matches_float64(kernel, shape, dtype):
+    """Every kernel variant, not only the default one the backend runs (W = 56 and W = 7)."""
+    _, b, d, h, w, r = shape
+    weights = vmamba_weights(d=d, r=r, seed=1)
+    x = (torch.randn(b // 4, d, h, w, device="cuda") * 0.5).to(dtype)
+    ref = ss.cross_selective_scan(x.double(), **weights, backend="torch")
+    skip = weights["Ds"].double().view(4, d).sum(0).view(1, d, 1, 1) * x.double()
+    y = scan_triton.cross_selective_scan_triton(x, **weights, kernel=kernel)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    assert rel(y, ref) < tol and rel(y - skip, ref - skip) < 3 * tol, kernel
+
+
 def test_triton_writes_every_output_and_is_deterministic():
     weights = vmamba_weights(d=256, r=8, seed=3)
     x = torch.randn(4, 256, 56, 56, device="cuda", dtype=torch.bfloat16)
+    # Poison the allocator's free block that the kernel's output will reuse: unwritten elements stay NaN.
+    poison = torch.full((x.numel(),), float("nan"), device="cuda")
+    del poison
     a = ss.cross_selective_scan(x, **weights, backend="triton")
     b = ss.cross_selective_scan(x, **weights, backend="triton")
     assert torch.isfinite(a).all()

@@ -1,5 +1,7 @@
 """Triton kernels of the fused cross selective scan (imported only when the ``triton`` backend loads).
 
+``cross_scan_kernel`` is the first version (``v1``), ``cross_scan_kernel_v2`` the current one.
+
 Kept apart from ``scan_triton.py`` because Triton resolves helper ``@triton.jit`` functions through
 module globals, and importing triton at module level must not happen on a plain ``import robusteval``.
 See ``scan_triton.py`` for the algorithm and the bytes model.
@@ -298,3 +300,304 @@ def cross_scan_kernel(
         y = tl.load(ptrs, mask=tile_mask, other=0.0)
         y += C0[None, :] * h0 + C1[None, :] * h1 + dsum[:, None] * u
         tl.store(ptrs, y, mask=tile_mask)
+
+
+# ------------------------------------------------------------------------------------------------
+# v2: same three sweeps, cheaper arithmetic per element (see scan_triton.py, "v2")
+# ------------------------------------------------------------------------------------------------
+
+LOG2E = tl.constexpr(1.4426950408889634)
+# softplus(v) = v above v = 20 (mamba-ssm's threshold); in log2 units (v * log2 e).
+SP_THRESH = tl.constexpr(28.853900817779268)
+
+
+@triton.jit
+def _lg2(q, ASM: tl.constexpr):
+    """log2 of q >= 1: the hardware approximation on the GPU, libdevice under the interpreter."""
+    if ASM:
+        return tl.inline_asm_elementwise(
+            "lg2.approx.f32 $0, $1;", "=r,r", [q], dtype=tl.float32, is_pure=True, pack=1
+        )
+    else:
+        return tl.log2(q)
+
+
+@triton.jit
+def _softplus2(v, ACCURATE: tl.constexpr, ASM: tl.constexpr):
+    """log2(1 + 2^v) for v in log2 units (= softplus(v ln2) * log2 e); v itself above the threshold.
+
+    ACCURATE (float32 inputs): below e = 2^v = 1/8 a degree-7 series of log2(1 + e), since 1 + e drops
+    e's low bits and lg2.approx is accurate only in absolute terms (~2^-22) near 1.
+    """
+    e = tl.exp2(v)
+    lq = _lg2(1.0 + e, ASM)
+    if ACCURATE:
+        p = 0.14285714285714285 * LOG2E
+        p = p * e - 0.16666666666666666 * LOG2E
+        p = p * e + 0.2 * LOG2E
+        p = p * e - 0.25 * LOG2E
+        p = p * e + 0.3333333333333333 * LOG2E
+        p = p * e - 0.5 * LOG2E
+        p = p * e + LOG2E
+        lq = tl.where(e < 0.125, e * p, lq)
+    return tl.where(v > SP_THRESH, v, lq)
+
+
+@triton.jit
+def _disc2(
+    dbl_row,  # pointer to dbl[b, k, 0, h, 0]
+    extra,  # (R_PAD, BLOCK_W) in the dot's dtype: what the rank tile holds past row R (see below)
+    u,  # (BLOCK_G, BLOCK_W) float32 inputs of this row (0 off-image)
+    wmat,  # (BLOCK_G, R_PAD) [dt_proj * log2 e | 1 | bias hi | bias lo] in the dot's dtype
+    A,  # (BLOCK_G,) float32 = -exp(A_logs)
+    r_idx,
+    w_idx,
+    w_mask,
+    HW,
+    R: tl.constexpr,
+    PREC: tl.constexpr,
+    ACCURATE: tl.constexpr,
+    ASM: tl.constexpr,
+):
+    """(a, L * B * u) of one row: a = exp(delta A), delta = L ln 2 (L = delta in log2 units).
+
+    The rank tile gets three rows from ``extra`` (as the masked load's fill value): row R = -1e30
+    off-image (0 on it), rows R+1 and R+2 = 1, which meet the weights' 1 and bias columns. So the dot
+    gives dt + bias, and off-image columns come out as the identity (1, 0) with no selects:
+    e = 0, L = 0, a = 1 (and u = 0 there).
+    """
+    dtr = tl.load(
+        dbl_row + r_idx[:, None] * HW + w_idx[None, :],
+        mask=(r_idx[:, None] < R) & w_mask[None, :],
+        other=extra,
+    )
+    v = tl.dot(wmat, dtr.to(wmat.dtype), input_precision=PREC)
+    L = _softplus2(v, ACCURATE, ASM)
+    Bv = tl.load(dbl_row + R * HW + w_idx, mask=w_mask, other=0.0).to(tl.float32)
+    a = tl.exp2(L * A[:, None])
+    return a, L * (Bv[None, :] * u)
+
+
+@triton.jit
+def _row_scan(a, b, carry, BLOCK_G: tl.constexpr, BLOCK_W: tl.constexpr, REVERSE: tl.constexpr):
+    """h_w = a_w h_{w-1} + b_w along each row (right to left when REVERSE), entering with ``carry``.
+
+    Two levels, so that the long part runs inside threads: the row is viewed as (BLOCK_W / 8) lanes
+    of 8 in-register elements (the layout of the vectorised loads), scanned in registers; the lane
+    totals are scanned across lanes and folded with the carry; each element then takes its lane's
+    entry state. Returns (h, state after the row).
+
+    No ``reverse=True`` scans: Triton lowers those with many shuffles (160 per thread and row in
+    Triton 3.6). Right to left instead flips the in-register axis (free: register renaming) and
+    reverses the 8 lane totals with one gather.
+    """
+    a3 = tl.reshape(a, [BLOCK_G, BLOCK_W // 8, 8])
+    b3 = tl.reshape(b, [BLOCK_G, BLOCK_W // 8, 8])
+    if REVERSE:
+        a3 = tl.flip(a3, 2)
+        b3 = tl.flip(b3, 2)
+    ca, cb = tl.associative_scan((a3, b3), axis=2, combine_fn=_combine)
+    j = tl.arange(0, 8)[None, None, :]
+    li = tl.arange(0, BLOCK_W // 8)[None, :] + tl.zeros([BLOCK_G, BLOCK_W // 8], dtype=tl.int32)
+    # Lane totals = the in-register scan at its last element. The -0.0 fill makes this in-register
+    # "sum" fold to picking one register (x + -0.0 == x exactly).
+    Pl = tl.sum(tl.where(j == 7, ca, -0.0), axis=2)
+    Hl = tl.sum(tl.where(j == 7, cb, -0.0), axis=2)
+    if REVERSE:  # scan the lanes from the right: reverse their order, scan, index back
+        Pl = tl.gather(Pl, BLOCK_W // 8 - 1 - li, axis=1)
+        Hl = tl.gather(Hl, BLOCK_W // 8 - 1 - li, axis=1)
+    Pi, Hi = tl.associative_scan((Pl, Hl), axis=1, combine_fn=_combine)
+    T = Hi + Pi * carry[:, None]  # state after each lane (in scan order)
+    E = tl.gather(T, tl.maximum(li - 1, 0), axis=1)
+    E = tl.where(li == 0, carry[:, None], E)  # state entering each lane (in scan order)
+    out = tl.sum(tl.where(li == BLOCK_W // 8 - 1, T, 0.0), axis=1)
+    if REVERSE:
+        E = tl.gather(E, BLOCK_W // 8 - 1 - li, axis=1)
+    h = cb + ca * E[:, :, None]
+    if REVERSE:
+        h = tl.flip(h, 2)
+    return tl.reshape(h, [BLOCK_G, BLOCK_W]), out
+
+
+@triton.jit
+def cross_scan_kernel_v2(
+    x_ptr,  # (B, D, H, W), any float dtype, contiguous
+    dbl_ptr,  # (B, 4, R + 2, H, W) contiguous
+    waug_ptr,  # (4, D, R_PAD) float32: [dt_proj * log2 e | 1 | bias*log2e hi | lo | 0...]
+    A_ptr,  # (4, D) float32, = -exp(A_logs)
+    dsum_ptr,  # (D,) float32, sum over directions of Ds
+    y_ptr,  # (B, D, H, W) float32
+    D,
+    H: tl.constexpr,  # constexpr: row offsets then have known alignment, so loads vectorise
+    W: tl.constexpr,
+    R: tl.constexpr,
+    R_PAD: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+    ROWS: tl.constexpr,
+    PREC: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    ACCURATE: tl.constexpr,
+    ASM: tl.constexpr,
+    PREFETCH: tl.constexpr,  # load the next row's x (and y partial) before working on this one
+):
+    pid = tl.program_id(0)
+    n_gblk = tl.cdiv(D, BLOCK_G)
+    b = pid // n_gblk
+    g0 = (pid % n_gblk) * BLOCK_G
+    HW = H * W
+    g_idx = g0 + tl.arange(0, BLOCK_G)
+    g_mask = g_idx < D
+    w_idx = tl.arange(0, BLOCK_W)
+    w_mask = w_idx < W
+    r_idx = tl.arange(0, R_PAD)
+    CD = R + 2
+    x_base = x_ptr + (b * D).to(tl.int64) * HW
+    y_base = y_ptr + (b * D).to(tl.int64) * HW
+    dbl_base = dbl_ptr + (b * 4 * CD).to(tl.int64) * HW
+    row_off = g_idx[:, None] * HW + w_idx[None, :]
+    zero_i = tl.zeros([BLOCK_G, BLOCK_W], dtype=tl.int32)
+    zero_r = tl.zeros([R_PAD, BLOCK_W], dtype=tl.int32)
+    tile_mask = g_mask[:, None] & w_mask[None, :]
+    w2 = w_idx[None, :] + zero_i
+
+    A0 = tl.load(A_ptr + 0 * D + g_idx, mask=g_mask, other=0.0)
+    A1 = tl.load(A_ptr + 1 * D + g_idx, mask=g_mask, other=0.0)
+    A2 = tl.load(A_ptr + 2 * D + g_idx, mask=g_mask, other=0.0)
+    A3 = tl.load(A_ptr + 3 * D + g_idx, mask=g_mask, other=0.0)
+    dsum = tl.load(dsum_ptr + g_idx, mask=g_mask, other=0.0)
+    w_off = g_idx[:, None] * R_PAD + r_idx[None, :]
+    if DOT_F32:
+        wm0 = tl.load(waug_ptr + 0 * D * R_PAD + w_off, mask=g_mask[:, None], other=0.0)
+        wm1 = tl.load(waug_ptr + 1 * D * R_PAD + w_off, mask=g_mask[:, None], other=0.0)
+        wm2 = tl.load(waug_ptr + 2 * D * R_PAD + w_off, mask=g_mask[:, None], other=0.0)
+        wm3 = tl.load(waug_ptr + 3 * D * R_PAD + w_off, mask=g_mask[:, None], other=0.0)
+    else:
+        wm0 = tl.load(waug_ptr + 0 * D * R_PAD + w_off, mask=g_mask[:, None], other=0.0).to(
+            x_ptr.dtype.element_ty
+        )
+        wm1 = tl.load(waug_ptr + 1 * D * R_PAD + w_off, mask=g_mask[:, None], other=0.0).to(
+            x_ptr.dtype.element_ty
+        )
+        wm2 = tl.load(waug_ptr + 2 * D * R_PAD + w_off, mask=g_mask[:, None], other=0.0).to(
+            x_ptr.dtype.element_ty
+        )
+        wm3 = tl.load(waug_ptr + 3 * D * R_PAD + w_off, mask=g_mask[:, None], other=0.0).to(
+            x_ptr.dtype.element_ty
+        )
+    # Rows appended to each dt-rank tile: R -> -1e30 off-image (0 on it), R+1 and R+2 -> 1 (bias hi, lo).
+    rr = r_idx[:, None]
+    ones = tl.where((rr == R + 1) | (rr == R + 2), 1.0, 0.0) + tl.zeros([R_PAD, BLOCK_W], dtype=tl.float32)
+    extra_in = tl.where((rr == R) & (w_idx[None, :] >= W), -1e30, ones).to(wm0.dtype)
+    extra_out = tl.where(rr == R, -1e30, ones).to(wm0.dtype)  # a row below the image: all identity
+    n_it = tl.cdiv(H, ROWS)
+
+    # ---- sweep A (top -> bottom): per-column aggregates of k=1 (down) and k=3 (up) ----------
+    P1 = tl.full([BLOCK_G, BLOCK_W], 1.0, tl.float32)
+    H1 = tl.zeros([BLOCK_G, BLOCK_W], dtype=tl.float32)
+    P3 = tl.full([BLOCK_G, BLOCK_W], 1.0, tl.float32)
+    H3 = tl.zeros([BLOCK_G, BLOCK_W], dtype=tl.float32)
+    x_next = tl.load(x_base + row_off, mask=tile_mask, other=0.0)
+    for it in range(n_it):
+        for j in tl.static_range(ROWS):
+            h = it * ROWS + j
+            hh = tl.minimum(h, H - 1)  # rows past the image (H % ROWS) load row H-1, act as identity
+            if H % ROWS == 0:  # noqa: SIM108 (a statement-level constexpr branch for Triton)
+                extra = extra_in
+            else:
+                extra = tl.where(zero_r + h < H, extra_in, extra_out)
+            if PREFETCH:
+                u = x_next.to(tl.float32)
+                x_next = tl.load(x_base + row_off + tl.minimum(h + 1, H - 1) * W, mask=tile_mask, other=0.0)
+            else:
+                u = tl.load(x_base + row_off + hh * W, mask=tile_mask, other=0.0).to(tl.float32)
+            row = dbl_base + hh * W
+            a1, bu1 = _disc2(
+                row + 1 * CD * HW, extra, u, wm1, A1, r_idx, w_idx, w_mask, HW, R, PREC, ACCURATE, ASM
+            )
+            H1 = a1 * H1 + bu1
+            P1 = P1 * a1
+            a3, bu3 = _disc2(
+                row + 3 * CD * HW, extra, u, wm3, A3, r_idx, w_idx, w_mask, HW, R, PREC, ACCURATE, ASM
+            )
+            H3 = H3 + P3 * bu3
+            P3 = P3 * a3
+    _, E1 = tl.associative_scan((P1, H1), axis=1, combine_fn=_combine)
+    _, E3 = tl.associative_scan((P3, H3), axis=1, combine_fn=_combine, reverse=True)
+    S1 = tl.gather(E1, tl.maximum(w2 - 1, 0), axis=1)
+    S1 = tl.where(w2 == 0, 0.0, S1)
+    S3 = tl.gather(E3, tl.minimum(w2 + 1, BLOCK_W - 1), axis=1)
+    S3 = tl.where(w2 + 1 >= BLOCK_W, 0.0, S3)
+
+    # ---- sweep C (bottom -> top): k=2 (rows reversed) and k=3; first write of y ---------------
+    h3 = S3
+    carry2 = tl.zeros([BLOCK_G], dtype=tl.float32)
+    x_next = tl.load(x_base + row_off + (H - 1) * W, mask=tile_mask, other=0.0)
+    for it in range(n_it):
+        for j in tl.static_range(ROWS):
+            h = n_it * ROWS - 1 - (it * ROWS + j)
+            hh = tl.minimum(h, H - 1)  # rows past the image (H % ROWS) load row H-1, act as identity
+            if H % ROWS == 0:  # noqa: SIM108 (a statement-level constexpr branch for Triton)
+                extra = extra_in
+            else:
+                extra = tl.where(zero_r + h < H, extra_in, extra_out)
+            m = tile_mask & (zero_i + h < H)
+            if PREFETCH:
+                u = x_next.to(tl.float32)
+                nxt = tl.minimum(tl.maximum(h - 1, 0), H - 1)
+                x_next = tl.load(x_base + row_off + nxt * W, mask=tile_mask, other=0.0)
+            else:
+                u = tl.load(x_base + row_off + hh * W, mask=tile_mask, other=0.0).to(tl.float32)
+            row = dbl_base + hh * W
+            a2, bu2 = _disc2(
+                row + 2 * CD * HW, extra, u, wm2, A2, r_idx, w_idx, w_mask, HW, R, PREC, ACCURATE, ASM
+            )
+            h2, carry2 = _row_scan(a2, bu2, carry2, BLOCK_G, BLOCK_W, True)
+            a3, bu3 = _disc2(
+                row + 3 * CD * HW, extra, u, wm3, A3, r_idx, w_idx, w_mask, HW, R, PREC, ACCURATE, ASM
+            )
+            h3 = a3 * h3 + bu3
+            C2 = tl.load(row + 2 * CD * HW + (R + 1) * HW + w_idx, mask=w_mask, other=0.0).to(tl.float32)
+            C3 = tl.load(row + 3 * CD * HW + (R + 1) * HW + w_idx, mask=w_mask, other=0.0).to(tl.float32)
+            y = C2[None, :] * h2 + C3[None, :] * h3
+            tl.store(y_base + row_off + h * W, y, mask=m)
+
+    # ---- sweep B (top -> bottom): k=0 and k=1, the ln 2 of delta and the D skip; y += --------
+    h1 = S1
+    carry0 = tl.zeros([BLOCK_G], dtype=tl.float32)
+    # y written by sweep C is read back by other threads of this program: order the two sweeps.
+    tl.debug_barrier()
+    x_next = tl.load(x_base + row_off, mask=tile_mask, other=0.0)
+    y_next = tl.load(y_base + row_off, mask=tile_mask, other=0.0)
+    for it in range(n_it):
+        for j in tl.static_range(ROWS):
+            h = it * ROWS + j
+            hh = tl.minimum(h, H - 1)  # rows past the image (H % ROWS) load row H-1, act as identity
+            if H % ROWS == 0:  # noqa: SIM108 (a statement-level constexpr branch for Triton)
+                extra = extra_in
+            else:
+                extra = tl.where(zero_r + h < H, extra_in, extra_out)
+            m = tile_mask & (zero_i + h < H)
+            ptrs = y_base + row_off + h * W
+            if PREFETCH:
+                u = x_next.to(tl.float32)
+                yc = y_next
+                nxt = tl.minimum(h + 1, H - 1)
+                x_next = tl.load(x_base + row_off + nxt * W, mask=tile_mask, other=0.0)
+                y_next = tl.load(y_base + row_off + nxt * W, mask=tile_mask, other=0.0)
+            else:
+                u = tl.load(x_base + row_off + hh * W, mask=tile_mask, other=0.0).to(tl.float32)
+                yc = tl.load(ptrs, mask=m, other=0.0)
+            row = dbl_base + hh * W
+            a0, bu0 = _disc2(
+                row + 0 * CD * HW, extra, u, wm0, A0, r_idx, w_idx, w_mask, HW, R, PREC, ACCURATE, ASM
+            )
+            h0, carry0 = _row_scan(a0, bu0, carry0, BLOCK_G, BLOCK_W, False)
+            a1, bu1 = _disc2(
+                row + 1 * CD * HW, extra, u, wm1, A1, r_idx, w_idx, w_mask, HW, R, PREC, ACCURATE, ASM
+            )
+            h1 = a1 * h1 + bu1
+            C0 = tl.load(row + 0 * CD * HW + (R + 1) * HW + w_idx, mask=w_mask, other=0.0).to(tl.float32)
+            C1 = tl.load(row + 1 * CD * HW + (R + 1) * HW + w_idx, mask=w_mask, other=0.0).to(tl.float32)
+            y = 0.6931471805599453 * (yc + C0[None, :] * h0 + C1[None, :] * h1) + dsum[:, None] * u
+            tl.store(ptrs, y, mask=m)
