@@ -62,7 +62,7 @@ def main() -> None:
         sub = Path(tmp) / "data"
         sub.mkdir()
         lines = ["path,class_index,wnid"] + [
-            f"{s.path},{s.label},{s.wnid}" for s in ds.samples[: args.e2e_images]
+            f"{s.path.resolve()},{s.label},{s.wnid}" for s in ds.samples[: args.e2e_images]
         ]
         (sub / "labels.csv").write_text("\n".join(lines) + "\n")
         summary = run_corrupt(

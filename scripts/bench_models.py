@@ -68,7 +68,8 @@ def clip_tower(name: str, backend: str) -> torch.nn.Module:
     from robusteval.models import create_model
 
     full = create_model(name, weights=None, scan_backend=backend).module
-    return full.image_encoder().cuda().eval()
+    enc = full.image_encoder
+    return (enc() if callable(enc) and not isinstance(enc, torch.nn.Module) else enc).cuda().eval()
 
 
 def main() -> None:

@@ -75,8 +75,15 @@ class SetSpec:
         return out
 
 
+def _spec_root() -> Any:
+    try:
+        return resources.files(_SPEC_PACKAGE)
+    except ModuleNotFoundError:  # a source checkout on sys.path, not installed: read transforms/ itself
+        return Path(__file__).resolve().parents[2] / "transforms"
+
+
 def _spec_files() -> list[Any]:
-    root = resources.files(_SPEC_PACKAGE)
+    root = _spec_root()
     return sorted((p for p in root.iterdir() if p.name.endswith(".toml")), key=lambda p: p.name)
 
 
@@ -132,4 +139,4 @@ def suite_sets(suite: str) -> list[SetSpec]:
 
 def spec_dir() -> Path:
     """Folder of the spec TOML files (for provenance in manifests)."""
-    return Path(str(resources.files(_SPEC_PACKAGE)))
+    return Path(str(_spec_root()))
