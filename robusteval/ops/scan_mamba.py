@@ -2,7 +2,8 @@
 
 For :func:`~robusteval.ops.selective_scan.cross_selective_scan` the cross-scan reordering and the
 projections run in PyTorch around the kernel (upstream VMamba's ``v02`` dataflow). mamba-ssm returns
-its output in u's dtype, so with bf16 inputs the per-direction outputs are bf16 before the float32 merge.
+its output in u's dtype; the cross path feeds it float32 (as upstream's ``oflex`` kernel outputs
+float32), because bf16 per-direction outputs round away the scan part next to the larger D skip.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def _mamba_backend() -> ScanOps:
 
     def cross(x: torch.Tensor, **weights: Any) -> torch.Tensor:
         def scan(u, delta, A, B, C, D, z, delta_bias, softplus):
-            return selective(u.contiguous(), delta.contiguous(), A, B, C, D, z, delta_bias, softplus)
+            u, delta = u.float().contiguous(), delta.float().contiguous()
+            return selective(u, delta, A, B, C, D, z, delta_bias, softplus)
 
         return cross_selective_scan_unfused(x, scan=scan, **weights)
 
