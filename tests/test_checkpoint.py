@@ -83,14 +83,28 @@ def test_ema_is_chosen_only_when_preferred():
     assert torch.equal(unwrap(both, ema=True)["w"], ema["w"])
 
 
+class TrainState:
+    """Stands for the arbitrary objects training scripts pickle beside their weights."""
+
+    def __init__(self, lr: float) -> None:
+        self.lr = lr
+
+
+def test_argparse_namespace_beside_weights_loads_without_trust(tmp_path):
+    sd = _random_state("timm:test_convnext", seed=4)
+    path = tmp_path / "release.pth"
+    torch.save({"model": sd, "args": argparse.Namespace(lr=0.1, model="x")}, path)
+    assert _same(create_model("timm:test_convnext", weights=str(path)).module.state_dict(), sd)
+
+
 def test_pickle_is_refused_unless_trusted(tmp_path):
     sd = _random_state("timm:test_convnext", seed=3)
     path = tmp_path / "train.pth"
-    torch.save({"model": sd, "args": argparse.Namespace(lr=0.1)}, path)
+    torch.save({"model": sd, "state": TrainState(lr=0.1)}, path)
     with pytest.raises(UserError) as err:
         create_model("timm:test_convnext", weights=str(path))
     msg = str(err.value)
-    assert "--trust-checkpoint" in msg and "argparse.Namespace" in msg and "\n" not in msg
+    assert "--trust-checkpoint" in msg and "TrainState" in msg and "\n" not in msg
     loaded = create_model("timm:test_convnext", weights=str(path), trust_checkpoint=True)
     assert _same(loaded.module.state_dict(), sd)
 

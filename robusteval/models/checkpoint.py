@@ -7,6 +7,8 @@ the user trusts the file) and ``.safetensors``. Training dicts are unwrapped by 
 
 from __future__ import annotations
 
+import argparse
+
 import hashlib
 import pickle
 import re
@@ -66,6 +68,11 @@ def _read_safetensors(path: Path, *, trust: bool) -> Any:
         raise UserError(f"{path} is not a readable safetensors file ({_first_line(err)})") from None
 
 
+# Plain containers that release files store beside the weights (CLIP-Mamba keeps its training
+# ``args``); the weights-only unpickler still vets everything inside them.
+SAFE_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
+
+
 def _read_torch(path: Path, *, trust: bool) -> Any:
     with open(path, "rb") as f:
         magic = f.read(4)
@@ -74,7 +81,8 @@ def _read_torch(path: Path, *, trust: bool) -> Any:
         what = "an empty file" if not magic else "not a PyTorch checkpoint (torch.save zip or pickle)"
         raise UserError(f"{path} is {what}", hint="pass --weights PATH to a .pth/.pt/.bin/.safetensors file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust)
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as err:
         if trust:
             raise UserError(f"{path} could not be unpickled ({_first_line(err)})") from None
