@@ -71,6 +71,9 @@ def score(
         bool, typer.Option("--trust-checkpoint", help="allow pickled checkpoints")
     ] = False,
     workers: Annotated[int | None, typer.Option(min=0, help="decode processes (0: in-process)")] = None,
+    gpu_decode: Annotated[
+        bool, typer.Option("--gpu-decode/--cpu-decode", help="JPEGs: nvJPEG on CUDA, or PIL in the workers")
+    ] = True,
 ) -> None:
     """Score models on clean, corrupted and OOD sets (each image decoded once, resumable per cell)."""
     from robusteval.score.engine import ScoreRequest, run_score
@@ -88,7 +91,7 @@ def score(
             transform_impl=transform_impl, seed=seed, batch_size=batch_size, amp=amp,
             channels_last=channels_last, compile=compile, device=device, scan_backend=scan_backend,
             weights=dict(parse_pairs(weights, option="--weights")), trust_checkpoint=trust_checkpoint,
-            workers=workers,
+            workers=workers, gpu_decode=gpu_decode,
         )  # fmt: skip
         bar: dict = {}
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from robusteval.errors import UserError
+from robusteval.score.loader import iter_batches
 from robusteval.score.records import SCHEMA, Preds, RunStore, cell_id
 from robusteval.score.runner import AMP_MODES, ResidentModel, default_amp
 from robusteval.score.sets import Head, ScoreSet
@@ -251,18 +252,23 @@ def run_score(
             summary.seconds = time.perf_counter() - t0
             return summary
         needed = [m for m in req.models if any(c.model == m for p in passes for c in p.cells)]
-        with torch.inference_mode():
-            models = _load_models(req, needed, device=device, amp=amp, notify=notify)
-            streams = _plan_streams(passes, req=req, device=device, models=models)
-            total = sum(len(p.set.items) for p in passes)
-            if on_total:
-                on_total(total)
-            ctx = _Context(
-                req=req, store=store, device=device, amp=amp, models=models, notify=notify,
-                progress=progress or (lambda n: None), summary=summary, versions=_versions(device),
-                device_label=_device_label(device),
-            )  # fmt: skip
-            _execute(passes, streams, ctx)
+        streams, jobs = _plan_streams(passes, req=req, device=device)
+        workers = req.workers if req.workers is not None else _default_workers()
+        # decoding starts now, while the models load
+        batches = iter_batches(streams, jobs, device=device, workers=workers)
+        try:
+            with torch.inference_mode():
+                models = _load_models(req, needed, device=device, amp=amp, notify=notify)
+                if on_total:
+                    on_total(sum(len(p.set.items) for p in passes))
+                ctx = _Context(
+                    req=req, store=store, device=device, amp=amp, models=models, notify=notify,
+                    progress=progress or (lambda n: None), summary=summary, versions=_versions(device),
+                    device_label=_device_label(device),
+                )  # fmt: skip
+                _execute(passes, batches, ctx)
+        finally:
+            batches.close()  # stops the decode workers now, not at garbage collection
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -307,7 +313,7 @@ def _cache_budget(req: ScoreRequest, device: str) -> int:
     return 2 * 2**30
 
 
-def _plan_streams(passes: list[_Pass], *, req: ScoreRequest, device: str, models) -> list:
+def _plan_streams(passes: list[_Pass], *, req: ScoreRequest, device: str) -> tuple[list, list]:
     """Give each decoded pass its stream and jobs; on-the-fly torch passes share one clean cache."""
     from robusteval.score.loader import Stream, plan_jobs
     from robusteval.score.onthefly import CropAndCorrupt
@@ -337,7 +343,7 @@ def _plan_streams(passes: list[_Pass], *, req: ScoreRequest, device: str, models
         start = len(jobs)
         jobs += plan_jobs(len(s.items), stream=p.stream, batch_size=req.batch_size)
         p.jobs = range(start, len(jobs))
-    return [streams, jobs]
+    return streams, jobs
 
 
 @dataclass
@@ -356,22 +362,14 @@ class _Context:
     cache: list = field(default_factory=list)  # [(positions, uint8 NCHW, skips)] clean 224 crops
 
 
-def _execute(passes: list[_Pass], plan: list, ctx: _Context) -> None:
-    from robusteval.score.loader import iter_batches
-
-    streams, jobs = plan
-    workers = ctx.req.workers if ctx.req.workers is not None else _default_workers()
-    batches = iter_batches(streams, jobs, device=ctx.device, workers=workers)
-    try:
-        for p in passes:
-            for skip in p.set.skips:
-                _warn(ctx, skip["path"], skip["reason"])
-            if p.from_cache:
-                _run_pass(p, _cached(ctx), ctx)
-            else:
-                _run_pass(p, _take(batches, len(p.jobs)), ctx)
-    finally:
-        batches.close()  # stops the decode workers now, not at garbage collection
+def _execute(passes: list[_Pass], batches: Iterator, ctx: _Context) -> None:
+    for p in passes:
+        for skip in p.set.skips:
+            _warn(ctx, skip["path"], skip["reason"])
+        if p.from_cache:
+            _run_pass(p, _cached(ctx), ctx)
+        else:
+            _run_pass(p, _take(batches, len(p.jobs)), ctx)
 
 
 def _take(it: Iterator, n: int) -> Iterator:

@@ -188,11 +188,16 @@ def iter_batches(
     workers: int,
     prefetch: int = 2,
 ) -> Iterator[DeviceBatch]:
-    """Decode ``jobs`` in order and yield them as :class:`DeviceBatch` on ``device``."""
+    """Decode ``jobs`` in order and yield them as :class:`DeviceBatch` on ``device``.
+
+    The worker processes start (and begin decoding) when this is called, not at the first
+    ``next``: callers start the pipeline, then load models while the first batches decode.
+    ``close()`` the returned generator to stop the workers.
+    """
     import torch
 
     if not jobs:
-        return
+        return iter(())
     cuda = str(device).startswith("cuda")
     kwargs = {}
     if workers > 0:
@@ -205,8 +210,16 @@ def iter_batches(
         collate_fn=_identity,
         **kwargs,
     )
-    for item in loader:
-        yield _to_device(item, streams[jobs[item["job"]].stream], device=device)
+    running = [iter(loader)]
+
+    def batches() -> Iterator[DeviceBatch]:
+        try:
+            for item in running[0]:
+                yield _to_device(item, streams[jobs[item["job"]].stream], device=device)
+        finally:
+            running.clear()  # the last reference: the DataLoader iterator shuts its workers down
+
+    return batches()
 
 
 def _to_device(item: dict, stream: Stream, *, device: str) -> DeviceBatch:

@@ -112,5 +112,6 @@ def normalize(x, *, mean, std, channels_last: bool = False):
 
     m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1) * 255.0
     s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1) * 255.0
-    y = (x.to(torch.float32) - m) / s
-    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+    # one float copy, then in place; without channels_last the copy keeps the batch's own layout
+    fmt = torch.channels_last if channels_last else torch.preserve_format
+    return x.to(torch.float32, memory_format=fmt).sub_(m).div_(s)
