@@ -116,8 +116,13 @@ def tree_sets(root: Path) -> list[ScoreSet]:
     root = Path(root)
     manifest = root / MANIFEST
     if not manifest.is_file():
+        from robusteval.score.released import released_tree_sets
+
+        released = released_tree_sets(root) if root.is_dir() else []
+        if released:
+            return released
         raise UserError(
-            f"--sets {root}: no {MANIFEST} there",
+            f"--sets {root}: no {MANIFEST} there, nor released ImageNet-C folders (<corruption>/<1..5>/<wnid>/)",
             hint="point --sets at the --out folder of `robusteval corrupt`",
         )
     spaces: set[str] = set()
