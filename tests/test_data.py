@@ -151,3 +151,14 @@ def test_real_shared_layouts(val1300, sample1000, mvh16):
     with (mvh16 / "labels.csv").open() as fh:
         first = next(csv.DictReader(fh))
     assert ds.samples[0].folder == first["category"]
+
+
+def test_sixteen_class_mapping_matches_the_published_lists():
+    from robusteval.data.sixteen import CATEGORIES16, category_indices
+
+    idx = category_indices()
+    assert tuple(idx) == CATEGORIES16
+    # model-vs-human's human_categories.py: 109 dog classes (203, Lhasa, included), 49 birds.
+    assert len(idx["dog"]) == 109 and 203 in idx["dog"] and 192 not in idx["dog"]
+    assert len(idx["bird"]) == 49 and idx["airplane"] == [404] and idx["oven"] == [766]
+    assert sum(len(v) for v in idx.values()) == len({i for v in idx.values() for i in v})
