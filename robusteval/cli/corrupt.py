@@ -47,9 +47,11 @@ def corrupt(
         finally:
             if "ctx" in bar:
                 bar["ctx"].__exit__(None, None, None)
-    sets = ", ".join(f"{name}:{','.join(map(str, sev))}" for name, sev in summary.sets)
+    from rich.markup import escape
+
+    sets = escape(", ".join(f"{name}:{','.join(map(str, sev))}" for name, sev in summary.sets))
     console.print(
-        f"[bold green]done[/] {summary.n_images} images × [{sets}] → {summary.out}: "
+        f"[bold green]done[/] {summary.n_images} images × \\[{sets}] → {summary.out}: "
         f"{summary.written} written, {summary.reused} already done, {len(summary.skips)} skipped, "
         f"{summary.seconds:.1f} s ({summary.images_per_s:.1f} img/s)"
     )
