@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 
 from robusteval.data.imagenet import wnid_to_index, wnids
+from robusteval.data.manifest import read_records
 from robusteval.errors import UserError
 from robusteval.score.engine import cell_metrics, expected_calibration_error
 from robusteval.score.labelspace import LABEL_SPACES, get_label_space
 from robusteval.score.preprocess import apply_view, make_view, normalize
-from robusteval.score.records import Preds, RunStore, cell_id, read_lines
+from robusteval.score.records import Preds, RunStore, cell_id
 from robusteval.score.sets import OOD_SETS, Head, ood_sets, parse_pairs, tree_sets
 
 # --- label spaces ------------------------------------------------------------------------------
@@ -125,7 +126,7 @@ def test_store_append_roundtrip_and_torn_lines(tmp_path):
     assert list(store.finished()) == ["c1"]
     store.append({"cell": "c3", "preds": "preds/c3.npz"}, _preds(seed=1))
     assert list(store.finished()) == ["c1", "c3"]
-    assert [r["cell"] for r in read_lines(store.records_path)] == ["c1", "c3"]
+    assert [r["cell"] for r in read_records(store.records_path)] == ["c1", "c3"]
     # a record whose preds file vanished is not finished; an orphan npz without a record neither
     os.remove(store.dir / "preds/c1.npz")
     (store.dir / "preds/c9.npz").write_bytes(_preds().to_bytes())

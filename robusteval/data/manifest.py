@@ -24,7 +24,7 @@ def append_records(path: Path, records: Iterable[dict[str, Any]]) -> None:
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield every complete record; a torn last line (no newline) is ignored."""
+    """Yield every complete JSON-object line; a torn last line or a garbled one is skipped."""
     if not path.is_file():
         return
     with path.open("rb") as fh:
@@ -32,9 +32,11 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
             if not raw.endswith(b"\n"):
                 break
             try:
-                yield json.loads(raw)
+                rec = json.loads(raw)
             except json.JSONDecodeError:
                 continue
+            if isinstance(rec, dict):
+                yield rec
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from robusteval.data.manifest import read_records
 from robusteval.errors import UserError
 
 SCHEMA = 1
@@ -76,22 +77,6 @@ class Preds:
             return cls(ids=z["ids"], labels=z["labels"], top5=z["top5"], top5_prob=z["top5_prob"])
 
 
-def read_lines(path: Path) -> Iterator[dict[str, Any]]:
-    """Every complete, parseable JSON line of ``path`` (torn or garbled lines are skipped)."""
-    if not path.is_file():
-        return
-    with path.open("rb") as fh:
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                yield rec
-
-
 class RunStore:
     """One run folder. ``finished()`` → cell id → record; ``append(record, preds)`` adds a cell."""
 
@@ -105,12 +90,12 @@ class RunStore:
 
     def records(self) -> list[dict[str, Any]]:
         """All complete records in file order (a cell scored twice appears twice)."""
-        return list(read_lines(self.records_path))
+        return list(read_records(self.records_path))
 
     def finished(self) -> dict[str, dict[str, Any]]:
         """Cells whose record and preds file both exist (last record of a cell wins)."""
         out: dict[str, dict[str, Any]] = {}
-        for rec in read_lines(self.records_path):
+        for rec in read_records(self.records_path):
             cell, preds = rec.get("cell"), rec.get("preds")
             if isinstance(cell, str) and isinstance(preds, str) and (self.dir / preds).is_file():
                 out[cell] = rec
