@@ -62,7 +62,9 @@ def resolve_sets(
 ) -> list[tuple[SetSpec, list[int]]]:
     """Which (set, severities) to produce. Single-level sets always give their one level."""
     if not transforms and not suite:
-        raise UserError("nothing to do", hint="pass --transform NAME or --suite NAME (see `robusteval list transforms`)")
+        raise UserError(
+            "nothing to do", hint="pass --transform NAME or --suite NAME (see `robusteval list transforms`)"
+        )
     specs = [get_spec(t) for t in transforms or []]
     if suite:
         specs += [s for s in suite_sets(suite) if s.name not in {x.name for x in specs}]
@@ -238,7 +240,9 @@ class Manifest:
         self.path = path
         self._header = header
         self._header_written = False
-        self._known_skips = {(r.get("source"), r.get("reason")) for r in read_records(path) if r.get("kind") == "skip"}
+        self._known_skips = {
+            (r.get("source"), r.get("reason")) for r in read_records(path) if r.get("kind") == "skip"
+        }
         self.skips: list[dict[str, str]] = []
 
     def append(self, records: list[dict[str, Any]]) -> None:

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -85,9 +84,26 @@ def test_sigkill_then_resume_gives_identical_bytes(val1300, tmp_path):
     data = _subset(val1300, tmp_path / "data", 16)
     sets = ["-t", "piecewise_affine", "-t", "perspective", "-s", "4"]
     ref = tmp_path / "ref"
-    assert runner.invoke(app, ["corrupt", *sets, "--data", str(data), "--out", str(ref), "--workers", "1"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["corrupt", *sets, "--data", str(data), "--out", str(ref), "--workers", "1"]
+        ).exit_code
+        == 0
+    )
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "robusteval", "corrupt", *sets, "--data", str(data), "--out", str(out), "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "robusteval",
+        "corrupt",
+        *sets,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -112,7 +128,9 @@ def test_bad_inputs_are_skipped_and_recorded(val1300, tmp_path):
     good = [s.path for s in read_dataset(val1300).samples[:2]]
     root = build_bad_corpus(tmp_path / "bad", good=good)
     out = tmp_path / "out"
-    res = runner.invoke(app, ["corrupt", "-t", "invert", "--data", str(root), "--out", str(out), "--workers", "1"])
+    res = runner.invoke(
+        app, ["corrupt", "-t", "invert", "--data", str(root), "--out", str(out), "--workers", "1"]
+    )
     assert res.exit_code == 0, res.output
     assert "Traceback" not in res.output
     skips = {Path(r["source"]).name: r["reason"] for r in _manifest(out) if r["kind"] == "skip"}

@@ -54,7 +54,10 @@ def test_loc_solution_csv(tmp_path):
     ds = read_dataset(tmp_path)
     assert ds.layout == "loc-csv"
     assert [(s.id, s.wnid) for s in ds.samples] == [("ILSVRC2012_val_00000001", "n01751748")]
-    assert sorted(s.reason for s in ds.skips) == ["labels row points at a missing file", "unknown wnid 'n09999999'"]
+    assert sorted(s.reason for s in ds.skips) == [
+        "labels row points at a missing file",
+        "unknown wnid 'n09999999'",
+    ]
 
 
 def test_ilsvrc_ground_truth_with_meta_mat(tmp_path):
@@ -119,7 +122,7 @@ def test_bad_corpus_decodes_or_gives_one_line_reason(tmp_path):
 
 
 def test_16bit_png_keeps_contrast(tmp_path):
-    ramp = (np.arange(256, dtype=np.uint16)[None, :].repeat(4, 0) * 257)
+    ramp = np.arange(256, dtype=np.uint16)[None, :].repeat(4, 0) * 257
     Image.fromarray(ramp).save(tmp_path / "r.png")
     img = load_rgb(tmp_path / "r.png")
     assert img[0, 0, 0] == 0 and img[0, 255, 0] == 255 and img[0, 128, 1] == 128

@@ -48,7 +48,9 @@ class RateColumn(TextColumn):
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int | None, *, unit: str = "img") -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    description: str, total: int | None, *, unit: str = "img"
+) -> Iterator[Callable[[int], None]]:
     """A rich bar with count, rate, elapsed and ETA; yields ``advance(n)``."""
     columns = (
         TextColumn("[bold]{task.description}"),

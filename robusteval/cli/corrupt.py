@@ -14,11 +14,19 @@ from robusteval.cli.common import console, err_console, progress_bar, user_error
 
 @app.command()
 def corrupt(
-    data: Annotated[Path, typer.Option("--data", help="val images: ImageFolder, labels.csv, ILSVRC or LOC layout")],
+    data: Annotated[
+        Path, typer.Option("--data", help="val images: ImageFolder, labels.csv, ILSVRC or LOC layout")
+    ],
     out: Annotated[Path, typer.Option("--out", help="output folder (OUT/<set>/<severity>/<wnid>/)")],
-    transform: Annotated[list[str] | None, typer.Option("--transform", "-t", help="set name; repeatable")] = None,
-    suite: Annotated[str | None, typer.Option(help="study21, frequency, ood-parametric or imagenet-c")] = None,
-    severity: Annotated[list[int] | None, typer.Option("--severity", "-s", help="1..5 (levels); repeatable")] = None,
+    transform: Annotated[
+        list[str] | None, typer.Option("--transform", "-t", help="set name; repeatable")
+    ] = None,
+    suite: Annotated[
+        str | None, typer.Option(help="study21, frequency, ood-parametric or imagenet-c")
+    ] = None,
+    severity: Annotated[
+        list[int] | None, typer.Option("--severity", "-s", help="1..5 (levels); repeatable")
+    ] = None,
     labels: Annotated[Path | None, typer.Option(help="explicit labels file")] = None,
     per_class: Annotated[int | None, typer.Option(min=1, help="sample N images per class")] = None,
     seed: Annotated[int, typer.Option(help="seeds the sample and every output")] = 0,

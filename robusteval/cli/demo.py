@@ -14,7 +14,9 @@ from robusteval.cli.common import console, err_console, progress_bar, user_error
 
 @app.command()
 def demo(
-    data: Annotated[Path | None, typer.Option(help="your val images (default: embedded 16-class stimuli)")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="your val images (default: embedded 16-class stimuli)")
+    ] = None,
     out: Annotated[Path, typer.Option(help="where sets, runs and the report go")] = Path("robusteval-demo"),
     model: Annotated[str, typer.Option(help="a registered model with weights available")] = "mobilenet_v2",
     severity: Annotated[int, typer.Option(min=1, max=5, help="severity of every transformation")] = 3,

@@ -70,6 +70,10 @@ def score(
     trust_checkpoint: Annotated[
         bool, typer.Option("--trust-checkpoint", help="allow pickled checkpoints")
     ] = False,
+    templates: Annotated[
+        str | None,
+        typer.Option(help="CLIP zero-shot prompts: openai80, clip-mamba7 or a file (one per line)"),
+    ] = None,
     workers: Annotated[int | None, typer.Option(min=0, help="decode processes (0: in-process)")] = None,
     gpu_decode: Annotated[
         bool, typer.Option("--gpu-decode/--cpu-decode", help="JPEGs: nvJPEG on CUDA, or PIL in the workers")
@@ -91,7 +95,7 @@ def score(
             transform_impl=transform_impl, seed=seed, batch_size=batch_size, amp=amp,
             channels_last=channels_last, compile=compile, device=device, scan_backend=scan_backend,
             weights=dict(parse_pairs(weights, option="--weights")), trust_checkpoint=trust_checkpoint,
-            workers=workers, gpu_decode=gpu_decode,
+            workers=workers, gpu_decode=gpu_decode, templates=templates,
         )  # fmt: skip
         bar: dict = {}
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 
 from robusteval.errors import UnknownName
 
@@ -116,7 +116,9 @@ def get_spec(name: str) -> SetSpec:
 
         close = difflib.get_close_matches(name, list(specs), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownName(f"unknown transform {name!r}{hint} Type `robusteval list transforms` to see them all.")
+        raise UnknownName(
+            f"unknown transform {name!r}{hint} Type `robusteval list transforms` to see them all."
+        )
     return specs[name]
 
 

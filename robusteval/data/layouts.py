@@ -100,8 +100,9 @@ def _resolve(root: Path, rel: str) -> Path:
 
 @register_layout(
     "labels-csv",
-    detect=lambda root, labels: (p := _label_csv(root, labels)) is not None
-    and "class_index" in _csv_header(p),
+    detect=lambda root, labels: (
+        (p := _label_csv(root, labels)) is not None and "class_index" in _csv_header(p)
+    ),
 )
 def read_labels_csv(root: Path, labels: Path | None) -> Dataset:
     """``path,class_index[,wnid]`` rows; paths relative to the CSV's folder."""
@@ -123,7 +124,9 @@ def read_labels_csv(root: Path, labels: Path | None) -> Dataset:
                 ds.skips.append(Skip(row["path"], f"class_index {index} outside 0..999"))
                 continue
             if wnid is not None and wnid != table[index]:
-                ds.skips.append(Skip(row["path"], f"wnid {wnid} does not match class_index {index} ({table[index]})"))
+                ds.skips.append(
+                    Skip(row["path"], f"wnid {wnid} does not match class_index {index} ({table[index]})")
+                )
                 continue
             if not path.exists():
                 ds.skips.append(Skip(row["path"], "labels row points at a missing file"))
@@ -134,8 +137,9 @@ def read_labels_csv(root: Path, labels: Path | None) -> Dataset:
 
 @register_layout(
     "modelvshuman16",
-    detect=lambda root, labels: (p := _label_csv(root, labels)) is not None
-    and "category_index" in _csv_header(p),
+    detect=lambda root, labels: (
+        (p := _label_csv(root, labels)) is not None and "category_index" in _csv_header(p)
+    ),
 )
 def read_modelvshuman(root: Path, labels: Path | None) -> Dataset:
     """model-vs-human 16-class stimuli: ``path,category,category_index``."""
@@ -144,8 +148,9 @@ def read_modelvshuman(root: Path, labels: Path | None) -> Dataset:
     base = csv_path.parent
     from robusteval.data.sixteen import CATEGORIES16
 
-    ds = Dataset(root=root, layout="modelvshuman16", label_space="modelvshuman16",
-                 class_names=list(CATEGORIES16))
+    ds = Dataset(
+        root=root, layout="modelvshuman16", label_space="modelvshuman16", class_names=list(CATEGORIES16)
+    )
     with csv_path.open(newline="") as fh:
         for row in csv.DictReader(fh):
             path = _resolve(base, row["path"])
@@ -261,7 +266,9 @@ def read_imagefolder(root: Path, labels: Path | None) -> Dataset:
         elif d.name.isdigit() and int(d.name) < 1000:
             label = int(d.name)
         else:
-            ds.skips.append(Skip(d.name + "/", f"folder {d.name!r} is neither a known wnid nor a class index"))
+            ds.skips.append(
+                Skip(d.name + "/", f"folder {d.name!r} is neither a known wnid nor a class index")
+            )
             continue
         for path in sorted(d.rglob("*")):
             if path.is_file() and not path.name.startswith("."):

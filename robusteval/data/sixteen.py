@@ -16,8 +16,10 @@ CATEGORIES16 = (
 def category_indices() -> dict[str, list[int]]:
     """Category → ImageNet-1k class indices (from the packaged categories16.csv)."""
     text = resources.files("robusteval").joinpath("assets/categories16.csv").read_text()
-    out = {row["category"]: [int(i) for i in row["imagenet_class_indices"].split()]
-           for row in csv.DictReader(text.splitlines())}
+    out = {
+        row["category"]: [int(i) for i in row["imagenet_class_indices"].split()]
+        for row in csv.DictReader(text.splitlines())
+    }
     if tuple(out) != CATEGORIES16:
         raise RuntimeError("categories16.csv does not list the 16 categories in order")
     return out

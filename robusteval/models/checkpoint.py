@@ -8,7 +8,6 @@ the user trusts the file) and ``.safetensors``. Training dicts are unwrapped by 
 from __future__ import annotations
 
 import argparse
-
 import hashlib
 import pickle
 import re

@@ -61,8 +61,12 @@ def create_model(
     scan_backend: str = "auto",
     trust_checkpoint: bool = False,
     device: str | torch.device = "cpu",
+    templates: str | None = None,
 ) -> LoadedModel:
     """Build ``name`` (a registered name or ``timm:<timm name>``), load ``weights``, eval mode.
+
+    ``templates``: for CLIP models, the zero-shot prompt set (``openai80``, ``clip-mamba7`` or a
+    file of one template per line; default: the model family's own). Ignored by classifiers.
 
     ``scan_backend`` (``auto|mamba|triton|torch``) goes to builders that take it (VMamba
     families) and is ignored by the rest. ``trust_checkpoint`` allows files that need pickle.
@@ -93,7 +97,8 @@ def create_model(
 
     module = module.eval().to(device)
     if card.kind in AFTER_LOAD:
-        module = AFTER_LOAD.get(card.kind)(module, card=card, weights=dict(record), device=device).eval()
+        hook = AFTER_LOAD.get(card.kind)
+        module = hook(module, card=card, weights=dict(record), device=device, templates=templates).eval()
     return LoadedModel(module=module, card=card, weights=record)
 
 

@@ -53,6 +53,7 @@ class ScoreRequest:
     scan_backend: str = "auto"
     weights: dict[str, str] = field(default_factory=dict)
     trust_checkpoint: bool = False
+    templates: str | None = None  # CLIP zero-shot prompts: openai80, clip-mamba7 or a file
     workers: int | None = None  # None: all cores but one (at most 16)
     gpu_decode: bool = True  # nvJPEG for JPEGs when the device is CUDA
     cache_gib: float | None = None  # on-the-fly: keep clean crops on the device up to this size
@@ -286,6 +287,7 @@ def _load_models(
             scan_backend=req.scan_backend,
             trust_checkpoint=req.trust_checkpoint,
             device=device,
+            templates=req.templates,
         )
         if loaded.card.num_classes != 1000:
             raise UserError(f"{name} has {loaded.card.num_classes} classes; scoring needs ImageNet-1k logits")
