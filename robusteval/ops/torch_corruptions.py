@@ -343,26 +343,23 @@ def cutout(
 
 @register_batch_op("iaa_jpeg_compression", exact=False)
 def jpeg_compression(images: torch.Tensor, *, seeds: torch.Tensor, compression=50) -> torch.Tensor:
-    """JPEG round trip at imgaug's quality ``round(1 + 99 (1 - compression / 101))`` (libjpeg on
-    CPU, nvJPEG on CUDA via torchvision.io)."""
+    """JPEG round trip at imgaug's quality ``round(1 + 99 (1 - compression / 101))``.
+
+    Always libjpeg on the host, whatever the device: nvJPEG's encoder quantises differently
+    (mean 7 grey levels from libjpeg on an H100), and imgaug's semantics are libjpeg's.
+    """
     from torchvision.io import decode_jpeg, encode_jpeg
 
     comp = rng.per_image(seeds, compression, stream=1)
     quality = torch.clamp(torch.round(1 + 99 * (1 - comp / 101)), 1, 100).to(torch.int64).tolist()
-    out = torch.empty_like(images)
+    host = images.cpu()
+    out = torch.empty_like(host)
     for q in sorted(set(quality)):
         idx = [i for i, v in enumerate(quality) if v == q]
-        batch = [images[i].contiguous() for i in idx]
-        try:
-            encoded = encode_jpeg(batch, quality=q)
-            decoded = decode_jpeg([e.cpu() for e in encoded], device=images.device)
-        except RuntimeError:
-            # nvJPEG unavailable or failing on this build: libjpeg on the host.
-            encoded = encode_jpeg([b.cpu() for b in batch], quality=q)
-            decoded = [d.to(images.device) for d in decode_jpeg(encoded)]
-        for i, d in zip(idx, decoded, strict=True):
+        encoded = encode_jpeg([host[i].contiguous() for i in idx], quality=q)
+        for i, d in zip(idx, decode_jpeg(encoded), strict=True):
             out[i] = d
-    return out
+    return out.to(images.device, non_blocking=True)
 
 
 # --- geometry ----------------------------------------------------------------------------------
