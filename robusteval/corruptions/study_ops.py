@@ -11,7 +11,8 @@ tables become dicts (``translate_percent = {x = [..], y = [..]}``).
 
 Determinism: augmenters are cached per (op, params) in-process, and every call re-seeds the
 augmenter from ``seed`` (``seed_``) with imgaug's sample prefetching off, so the output depends
-only on (image, seed, params), never on what ran before in the process.
+only on (image, seed, params), never on what ran before in the process. The cached augmenters
+are re-seeded in place, so ops are not thread-safe: the corrupt stage parallelises over processes.
 
 ``Crop`` and ``CropAndPad`` of pyimgaug 0.5 fail on NumPy 2 (a scalar conversion TypeError in
 ``_prevent_zero_size_after_crop_``, with ``percent=`` and ``px=`` alike), so :func:`crop` and
