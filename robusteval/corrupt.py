@@ -58,16 +58,20 @@ class CorruptSummary:
 
 
 def resolve_sets(
-    *, transforms: list[str] | None, suite: str | None, severities: list[int] | None
+    *, transforms: list[str] | None, suite: str | list[str] | None, severities: list[int] | None
 ) -> list[tuple[SetSpec, list[int]]]:
-    """Which (set, severities) to produce. Single-level sets always give their one level."""
-    if not transforms and not suite:
+    """Which (set, severities) to produce. Single-level sets always give their one level.
+
+    ``suite``: one suite name or several (every set of each).
+    """
+    suites_ = [suite] if isinstance(suite, str) else list(suite or [])
+    if not transforms and not suites_:
         raise UserError(
             "nothing to do", hint="pass --transform NAME or --suite NAME (see `robusteval list transforms`)"
         )
     specs = [get_spec(t) for t in transforms or []]
-    if suite:
-        specs += [s for s in suite_sets(suite) if s.name not in {x.name for x in specs}]
+    for name in suites_:
+        specs += [s for s in suite_sets(name) if s.name not in {x.name for x in specs}]
     out = []
     for spec in specs:
         if spec.single_level:
@@ -169,7 +173,7 @@ def run_corrupt(
     data: Path,
     out: Path,
     transforms: list[str] | None = None,
-    suite: str | None = None,
+    suite: str | list[str] | None = None,
     severities: list[int] | None = None,
     labels: Path | None = None,
     per_class: int | None = None,

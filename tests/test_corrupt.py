@@ -183,3 +183,15 @@ def test_list_transforms_shows_21_with_5_levels():
         assert name in res.output
     res = runner.invoke(app, ["list", "suites"])
     assert "frequency" in res.output and "ood-parametric" in res.output
+
+
+def test_suite_option_is_repeatable():
+    from robusteval.corrupt import resolve_sets
+
+    both = [
+        s.name
+        for s, _ in resolve_sets(transforms=None, suite=["frequency", "ood-parametric"], severities=None)
+    ]
+    assert set(suites()["frequency"]) | set(suites()["ood-parametric"]) == set(both)
+    one = [s.name for s, _ in resolve_sets(transforms=["invert"], suite="frequency", severities=None)]
+    assert one[0] == "invert" and set(one[1:]) == set(suites()["frequency"])
