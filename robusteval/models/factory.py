@@ -97,8 +97,10 @@ def create_model(
 
     module = module.eval().to(device)
     if card.kind in AFTER_LOAD:
-        hook = AFTER_LOAD.get(card.kind)
-        module = hook(module, card=card, weights=dict(record), device=device, templates=templates).eval()
+        extra = {"templates": templates} if templates is not None else {}
+        module = AFTER_LOAD.get(card.kind)(
+            module, card=card, weights=dict(record), device=device, **extra
+        ).eval()
     return LoadedModel(module=module, card=card, weights=record)
 
 

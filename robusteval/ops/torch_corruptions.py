@@ -471,7 +471,10 @@ def _homography(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         a[:, i + 4, 3], a[:, i + 4, 4], a[:, i + 4, 5] = x[:, i], y[:, i], 1
         a[:, i + 4, 6], a[:, i + 4, 7] = -x[:, i] * v[:, i], -y[:, i] * v[:, i]
         b[:, i], b[:, i + 4] = u[:, i], v[:, i]
-    sol = torch.linalg.solve(a, b)
+    sol, info = torch.linalg.solve_ex(a, b)
+    bad = info != 0
+    if bool(bad.any()):  # degenerate (collinear) corners at large jitter: least-squares solution
+        sol[bad] = (torch.linalg.pinv(a[bad]) @ b[bad].unsqueeze(-1)).squeeze(-1)
     return torch.cat([sol, torch.ones(n, 1, device=src.device, dtype=torch.float64)], 1).view(n, 3, 3)
 
 
