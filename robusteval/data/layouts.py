@@ -58,7 +58,6 @@ class Dataset:
     class_names: list[str] | None = None  # for non-ImageNet label spaces
 
 
-Reader = Callable[[Path, "Path | None"], Dataset]
 LAYOUTS: Registry = Registry("dataset layout")
 
 
@@ -78,7 +77,7 @@ def _is_image(path: Path) -> bool:
 
 def _labels_file(root: Path, labels: Path | None, name: str) -> Path | None:
     if labels is not None:
-        return labels if labels.name == name or name == "*" else None
+        return labels if labels.name == name else None
     cand = root / name
     return cand if cand.is_file() else None
 
