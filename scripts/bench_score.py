@@ -171,7 +171,8 @@ def score_rate(models: list[str], *, run: str, work: Path, device: str, batch: i
     return rec["img_per_s"], rec
 
 
-def pipeline_rate(data: Path, *, device: str, batch: int, workers: int, mode: str, tree: bool) -> float:
+def pipeline_rate(data: Path, *, device: str, batch: int, workers: int, mode: str, tree: bool,
+                  gpu_jpeg: bool = True) -> float:  # fmt: skip
     """Decode + one view (224 eval / resize), no model: what the data side can feed."""
     import torch
 
@@ -182,7 +183,9 @@ def pipeline_rate(data: Path, *, device: str, batch: int, workers: int, mode: st
 
     s = tree_sets(data)[0] if tree else clean_set(data)
     view = make_view(DataConfig(), mode=mode)
-    stream = Stream(tuple(it.path for it in s.items), gpu_jpeg=device.startswith("cuda") and mode == "eval")
+    stream = Stream(
+        tuple(it.path for it in s.items), gpu_jpeg=gpu_jpeg and device.startswith("cuda") and mode == "eval"
+    )
     jobs = plan_jobs(len(s.items), stream=0, batch_size=batch)
     n, t0 = 0, time.perf_counter()
     for b in iter_batches([stream], jobs, device=device, workers=workers):
@@ -212,16 +215,20 @@ def part_gpu(a, jpeg_dir: Path, tree_dir: Path) -> dict:
     common = dict(work=a.work, device=a.device, batch=a.batch_size, amp=a.amp, channels_last=a.channels_last,
                   compile=a.compile, scan_backend=a.scan_backend, workers=a.workers)  # fmt: skip
     jpeg, _ = score_rate(models, run="bench-jpeg", data=jpeg_dir, **common)
+    jpeg_pil, _ = score_rate(models, run="bench-jpeg-pil", data=jpeg_dir, gpu_decode=False, **common)
     png, _ = score_rate(models, run="bench-png", sets_dir=tree_dir, **common)
     return {
         "models": models, "ceiling_per_model": ceil, "ceiling_summed": summed,
-        "jpeg_img_s": jpeg, "jpeg_fraction": jpeg / summed, "png_img_s": png, "png_fraction": png / summed,
+        "jpeg_img_s": jpeg, "jpeg_fraction": jpeg / summed,
+        "jpeg_pil_workers_img_s": jpeg_pil, "jpeg_pil_workers_fraction": jpeg_pil / summed,
+        "png_img_s": png, "png_fraction": png / summed,
     }  # fmt: skip
 
 
 def part_pipeline(a, jpeg_dir: Path, tree_dir: Path) -> dict:
     return {
         "jpeg_img_s": pipeline_rate(jpeg_dir, device=a.device, batch=a.batch_size, workers=a.workers, mode="eval", tree=False),
+        "jpeg_pil_workers_img_s": pipeline_rate(jpeg_dir, device=a.device, batch=a.batch_size, workers=a.workers, mode="eval", tree=False, gpu_jpeg=False),
         "png_img_s": pipeline_rate(tree_dir, device=a.device, batch=a.batch_size, workers=a.workers, mode="resize", tree=True),
     }  # fmt: skip
 

@@ -292,3 +292,56 @@ def test_out_of_memory_halves_the_chunk_and_carries_on():
     expect = normalize(x, mean=card.data.mean, std=card.data.std).mean(dim=(1, 2, 3))
     assert torch.allclose(out[:, 0], expect)  # every image scored once, in order
     assert len(notes) == 3 and "out of memory at batch 16; continuing with 8" in notes[0]
+
+
+def test_jpeg_batches_travel_as_one_buffer(tmp_path):
+    """Workers pack a batch's JPEG bytes into one tensor; the device side splits it back exactly."""
+    from robusteval.score.loader import Job, Stream, _JobSet
+
+    paths = []
+    for i, size in enumerate([(40, 30), (30, 40), (50, 50)]):
+        path = tmp_path / f"{i}.jpg"
+        Image.fromarray(np.full((*size[::-1], 3), 60 * i, np.uint8)).save(path, quality=90)
+        paths.append(str(path))
+    png = tmp_path / "3.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png)
+    paths.append(str(png))
+    item = _JobSet([Stream(tuple(paths), gpu_jpeg=True)], [Job(0, (0, 1, 2, 3))])[0]
+    assert item["jpeg_slots"] == [0, 1, 2]
+    parts = item["jpeg_blob"].split(item["jpeg_sizes"])
+    assert [bytes(p.numpy()) for p in parts] == [Path(p).read_bytes() for p in paths[:3]]
+    assert item["pixels"][:3] == [None, None, None] and tuple(item["pixels"][3].shape) == (3, 8, 8)
+
+
+def test_device_prefetch_keeps_order_raises_and_stops_early():
+    import threading
+
+    from robusteval.score.loader import _prefetched
+
+    assert list(_prefetched(iter(range(7)), depth=2)) == list(range(7))
+
+    def failing():
+        yield 1
+        raise ValueError("boom")
+
+    got = []
+    with pytest.raises(ValueError, match="boom"):
+        for x in _prefetched(failing()):
+            got.append(x)
+    assert got == [1]
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.set()
+
+    it = _prefetched(endless())
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()
+    assert closed.wait(5)

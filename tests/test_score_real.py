@@ -41,20 +41,22 @@ def test_mobilenet_v2_reproduces_reference_accuracy(val1300, tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("amp", ["off", "bf16"])
-def test_mobilenet_v2_gpu_path_reproduces_reference_accuracy(val1300, tmp_path, amp):
-    """The GPU path: nvJPEG decode, resize on the device, autocast; same numbers within 0.3 points."""
+@pytest.mark.parametrize(("amp", "gpu_decode"), [("off", True), ("bf16", True), ("bf16", False)])
+def test_mobilenet_v2_gpu_path_reproduces_reference_accuracy(val1300, tmp_path, amp, gpu_decode):
+    """The GPU path: nvJPEG or worker decode, resize on the device, autocast; within 0.3 points."""
     _need_weights()
     req = ScoreRequest(
         models=["mobilenet_v2"],
         data=val1300,
-        run=amp,
+        run=f"{amp}-{gpu_decode}",
         runs_dir=tmp_path,
         batch_size=128,
         device="cuda",
         amp=amp,
+        gpu_decode=gpu_decode,
     )
     (rec,) = run_score(req).written
-    assert rec["n"] == 1300 and "nvjpeg" in rec["preprocess"] and rec["amp"] == amp
+    decoder = "nvjpeg" if gpu_decode else "pil"
+    assert rec["n"] == 1300 and f"decode {decoder};" in rec["preprocess"] and rec["amp"] == amp
     assert rec["top1"] == pytest.approx(0.7969, abs=0.003)
     assert rec["top5"] == pytest.approx(0.9454, abs=0.003)

@@ -76,8 +76,13 @@ def score(
     ] = None,
     workers: Annotated[int | None, typer.Option(min=0, help="decode processes (0: in-process)")] = None,
     gpu_decode: Annotated[
-        bool, typer.Option("--gpu-decode/--cpu-decode", help="JPEGs: nvJPEG on CUDA, or PIL in the workers")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--gpu-decode/--cpu-decode",
+            help="JPEGs on CUDA: nvJPEG, or PIL in the workers [default: nvJPEG only with < 4 workers]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score models on clean, corrupted and OOD sets (each image decoded once, resumable per cell)."""
     from robusteval.score.engine import ScoreRequest, run_score

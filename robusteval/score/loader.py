@@ -8,9 +8,14 @@ decoding across set boundaries and the device never waits at the start of a set.
   (:func:`robusteval.data.decode.load_rgb`: any mode, decompression-bomb guard, one-line
   :class:`BadImage` reasons). Same-sized batches are stacked to one uint8 NCHW tensor; with a CUDA
   device the DataLoader pins it so the host→device copy is asynchronous.
-- With ``gpu_jpeg`` (CUDA only), workers only read the bytes of baseline RGB/grey JPEGs and the main
-  process decodes the whole batch at once with nvJPEG (``torchvision.io.decode_jpeg(device='cuda')``).
+- With ``gpu_jpeg`` (CUDA only), workers only read the bytes of baseline RGB/grey JPEGs, packed into
+  one buffer per batch (one shared-memory segment instead of one per image), and the main process
+  decodes the whole batch at once with nvJPEG (``torchvision.io.decode_jpeg(device='cuda')``).
   Anything nvJPEG cannot take (CMYK, PNG, corrupt data) falls back to PIL.
+- On CUDA, batches are moved to the device (and nvJPEG-decoded) in one background thread, up to
+  ``DEVICE_PREFETCH`` batches ahead: torchvision's decode call blocks its caller until the GPU has
+  drained the work queued before it, so decoding in the scoring thread would leave the GPU idle
+  while the next batch decodes.
 - A stream may carry a picklable ``prepare(image, position) -> image`` run in the worker on uint8 HWC
   pixels (the on-the-fly path: 224 crop, and the CPU imgaug corruption).
 
@@ -129,7 +134,12 @@ class _JobSet:
             out["stacked"] = stack_images(pixels)
         else:
             out["pixels"] = pixels
-            out["jpegs"] = jpegs
+            out["jpeg_slots"] = [slot for slot, _ in jpegs]
+            sizes = [len(data) for _, data in jpegs]
+            out["jpeg_sizes"] = sizes
+            out["jpeg_blob"] = (
+                torch.cat([data for _, data in jpegs]) if jpegs else torch.empty(0, dtype=torch.uint8)
+            )
         return out
 
 
@@ -219,7 +229,61 @@ def iter_batches(
         finally:
             running.clear()  # the last reference: the DataLoader iterator shuts its workers down
 
-    return batches()
+    return _prefetched(batches()) if cuda else batches()
+
+
+#: Batches moved to a CUDA device ahead of the one being scored (see the module docstring).
+DEVICE_PREFETCH = 2
+
+
+def _prefetched(raw: Iterator, *, depth: int = DEVICE_PREFETCH) -> Iterator:
+    """``raw``'s items in order, produced in one background thread up to ``depth`` ahead.
+
+    Closing the returned generator stops the thread and closes ``raw`` (if it is a generator).
+    """
+    import contextlib
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for batch in raw:
+                while not stop.is_set():
+                    try:
+                        items.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+            items.put(done)
+        except BaseException as err:  # handed to the consumer, raised there with its traceback
+            items.put(err)
+        finally:
+            close = getattr(raw, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="robusteval-device-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            got = items.get()
+            if got is done:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            yield got
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                items.get(timeout=0.1)
+        thread.join()
 
 
 def _to_device(item: dict, stream: Stream, *, device: str) -> DeviceBatch:
@@ -230,10 +294,10 @@ def _to_device(item: dict, stream: Stream, *, device: str) -> DeviceBatch:
     pixels = [p.to(device, non_blocking=True) if p is not None else None for p in item["pixels"]]
     skips = list(item["skips"])
     decoder = "pil"
-    if item["jpegs"]:
+    if item["jpeg_slots"]:
         decoder = "nvjpeg"
-        slots = [s for s, _ in item["jpegs"]]
-        decoded = _decode_jpegs([b for _, b in item["jpegs"]], device=device)
+        slots = item["jpeg_slots"]
+        decoded = _decode_jpegs(list(item["jpeg_blob"].split(item["jpeg_sizes"])), device=device)
         for slot, img in zip(slots, decoded, strict=True):
             if isinstance(img, str):
                 pixels[slot] = _pil_fallback(stream.paths[int(positions[slot])], device=device)
