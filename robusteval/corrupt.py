@@ -9,7 +9,6 @@ the manifest and the files agree is finished, so a killed run resumes to identic
 from __future__ import annotations
 
 import io
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from robusteval.corruptions.spec import SetSpec, get_spec, suite_sets
+from robusteval.cpus import usable_cpus
 from robusteval.data.decode import BadImage, load_rgb, resize_center_crop
 from robusteval.data.layouts import Dataset, Sample, read_dataset, sample_per_class
 from robusteval.data.manifest import append_records, atomic_write_bytes, read_records
@@ -274,7 +274,7 @@ def _remove_stale_temps(out: Path) -> None:
 
 
 def _map(plan, *, out: Path, seed: int, workers: int | None):
-    n = workers or os.cpu_count() or 1
+    n = workers or usable_cpus()
     if n <= 1 or len(plan) <= 1:
         for sample, targets in plan:
             yield _process_image(sample, targets, str(out), seed)

@@ -165,3 +165,19 @@ def test_sixteen_class_mapping_matches_the_published_lists():
     assert len(idx["dog"]) == 109 and 203 in idx["dog"] and 192 not in idx["dog"]
     assert len(idx["bird"]) == 49 and idx["airplane"] == [404] and idx["oven"] == [766]
     assert sum(len(v) for v in idx.values()) == len({i for v in idx.values() for i in v})
+
+
+def test_usable_cpus_follows_the_affinity_mask():
+    import os
+
+    from robusteval.cpus import usable_cpus
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no affinity masks on this platform")
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(before)})
+        assert usable_cpus() == 1
+    finally:
+        os.sched_setaffinity(0, before)
+    assert usable_cpus() == len(before)

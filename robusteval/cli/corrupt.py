@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 
 from robusteval.cli import app
 from robusteval.cli.common import console, err_console, progress_bar, user_errors
+from robusteval.cpus import usable_cpus
 
 
 @app.command()
@@ -30,7 +30,7 @@ def corrupt(
     labels: Annotated[Path | None, typer.Option(help="explicit labels file")] = None,
     per_class: Annotated[int | None, typer.Option(min=1, help="sample N images per class")] = None,
     seed: Annotated[int, typer.Option(help="seeds the sample and every output")] = 0,
-    workers: Annotated[int, typer.Option(min=1, help="processes")] = os.cpu_count() or 1,
+    workers: Annotated[int, typer.Option(min=1, help="processes")] = usable_cpus(),
     verify: Annotated[bool, typer.Option(help="re-hash finished outputs before skipping them")] = True,
 ) -> None:
     """Corrupt val images with registered transformations at chosen severities (resumable)."""

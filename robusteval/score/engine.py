@@ -301,9 +301,9 @@ def _load_models(
 
 
 def _default_workers() -> int:
-    import os
+    from robusteval.cpus import usable_cpus
 
-    return max(1, min(16, (os.cpu_count() or 2) - 1))
+    return max(1, min(16, usable_cpus() - 1))
 
 
 def _cache_budget(req: ScoreRequest, device: str) -> int:
