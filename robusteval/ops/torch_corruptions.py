@@ -6,12 +6,18 @@ device (never modified in place), ``seeds`` int64 [n] (one per image), ``params`
 params at a severity, with imgaug's meaning (see :mod:`robusteval.corruptions.study_ops`).
 
 Deterministic ops follow imgaug's arithmetic (OpenCV rounding, lookup-table truncation, reflect-101
-borders) and match its output to within a grey level. Random ops draw their randomness from a
-counter-based hash of the per-image seed (:mod:`robusteval.ops.torch_corruptions_rng`), so they
-match imgaug in distribution, not pixel for pixel; the tests state the tolerances.
+borders, libjpeg's integer codec) and match its output to within a grey level. Random ops draw their
+randomness from a counter-based hash of the per-image seed
+(:mod:`robusteval.ops.torch_corruptions_rng`), so they match imgaug in distribution, not pixel for
+pixel; the tests state the tolerances.
 
-Not registered (the engine then runs imgaug per image): ``piecewise_affine`` (scikit-image's
-Delaunay-triangulated warp).
+Speed: every op is batch-wide. Per-image parameters are [n] device tensors, geometry is one
+``grid_sample`` per batch (:mod:`robusteval.ops.torch_corruptions_geom`), blurs are matmuls with
+banded matrices, and nothing in a call waits on the host (no ``.item()``/``.tolist()``, no
+host-to-device copies: small constants are cached per device). The number of kernels per call does
+not grow with the batch, which is what makes large GPU batches fast. The one exception is
+``jpeg_compression`` on the CPU, which uses the host's libjpeg (faster there than the tensor codec,
+and the same bytes).
 """
 
 from __future__ import annotations
@@ -22,11 +28,21 @@ import torch
 import torch.nn.functional as F
 
 from robusteval.ops import torch_corruptions_rng as rng
+from robusteval.ops import torch_jpeg
 from robusteval.ops.torch_corruptions_geom import (
-    resize_weights,
-    resize_with,
+    affine_grid_px,
+    const,
+    device_cached,
+    hypot_floor,
+    mesh_grid,
+    mesh_tables,
+    projective_grid_px,
+    reflect101,
+    resize_coords,
+    round_half_even_uint8,
+    sample,
+    separable_grid,
     to_uint8,
-    warp_inverse,
 )
 from robusteval.score.onthefly import register_batch_op
 
@@ -37,20 +53,29 @@ def _f(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32)
 
 
+def _col(x: torch.Tensor) -> torch.Tensor:
+    """[n] → [n, 1, 1, 1], to broadcast a per-image value over NCHW."""
+    return x.view(-1, 1, 1, 1)
+
+
 # --- deterministic pixel ops ------------------------------------------------------------------
 
 
 @register_batch_op("iaa_fliplr", exact=True)
 def fliplr(images: torch.Tensor, *, seeds: torch.Tensor, p: float = 1.0) -> torch.Tensor:
     """Mirror left-right with probability ``p`` per image (uint8 NCHW)."""
-    flip = rng.uniform(seeds, (1,), stream=1).view(-1, 1, 1, 1) < p
+    if p >= 1:  # every image (imgaug's Binomial(1)): no draw needed
+        return images.flip(-1)
+    flip = _col(rng.uniform(seeds, (1,), stream=1)) < p
     return torch.where(flip, images.flip(-1), images)
 
 
 @register_batch_op("iaa_invert", exact=True)
 def invert(images: torch.Tensor, *, seeds: torch.Tensor, p: float = 1.0) -> torch.Tensor:
     """v → 255 - v with probability ``p`` per image (uint8 NCHW)."""
-    flip = rng.uniform(seeds, (1,), stream=1).view(-1, 1, 1, 1) < p
+    if p >= 1:
+        return 255 - images
+    flip = _col(rng.uniform(seeds, (1,), stream=1)) < p
     return torch.where(flip, 255 - images, images)
 
 
@@ -64,7 +89,7 @@ def _gray(images: torch.Tensor) -> torch.Tensor:
 @register_batch_op("iaa_grayscale", exact=True)
 def grayscale(images: torch.Tensor, *, seeds: torch.Tensor, alpha=1.0) -> torch.Tensor:
     """Blend towards greyscale with opacity ``alpha`` (0..1, or [lo, hi] per image)."""
-    a = rng.per_image(seeds, alpha, stream=1).view(-1, 1, 1, 1)
+    a = _col(rng.per_image(seeds, alpha, stream=1))
     gray = _gray(images).to(torch.float32).expand_as(images)
     return to_uint8(a * gray + (1 - a) * _f(images))
 
@@ -72,14 +97,14 @@ def grayscale(images: torch.Tensor, *, seeds: torch.Tensor, alpha=1.0) -> torch.
 @register_batch_op("iaa_multiply", exact=True)
 def multiply(images: torch.Tensor, *, seeds: torch.Tensor, mul=1.0) -> torch.Tensor:
     """Every value times ``mul`` (per image), truncated as imgaug's uint8 lookup table does."""
-    m = rng.per_image(seeds, mul, stream=1).view(-1, 1, 1, 1)
+    m = _col(rng.per_image(seeds, mul, stream=1))
     return torch.floor(_f(images) * m).clamp_(0, 255).to(torch.uint8)
 
 
 @register_batch_op("iaa_linear_contrast", exact=True)
 def linear_contrast(images: torch.Tensor, *, seeds: torch.Tensor, alpha=1.0) -> torch.Tensor:
     """v → 127 + alpha (v - 127), clipped and truncated (imgaug's uint8 table; centre int(127.5))."""
-    a = rng.per_image(seeds, alpha, stream=1).view(-1, 1, 1, 1)
+    a = _col(rng.per_image(seeds, alpha, stream=1))
     return torch.floor((127 + a * (_f(images) - 127)).clamp_(0, 255)).to(torch.uint8)
 
 
@@ -95,8 +120,7 @@ def _filter(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 def _blend_kernel(effect: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """(1 - alpha) · identity + alpha · effect, per image: [n, 3, 3]."""
-    ident = torch.zeros(3, 3, device=effect.device)
-    ident[1, 1] = 1
+    ident = const([[0.0, 0, 0], [0, 1, 0], [0, 0, 0]], effect.device)
     a = alpha.view(-1, 1, 1)
     return (1 - a) * ident + a * effect
 
@@ -104,11 +128,10 @@ def _blend_kernel(effect: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 @register_batch_op("iaa_emboss", exact=True)
 def emboss(images: torch.Tensor, *, seeds: torch.Tensor, alpha=1.0, strength=1.0) -> torch.Tensor:
     """imgaug Emboss: 3x3 emboss kernel of ``strength`` blended with identity by ``alpha``."""
-    a = rng.per_image(seeds, alpha, stream=1)
-    s = rng.per_image(seeds, strength, stream=2).view(-1, 1, 1)
-    base = torch.tensor([[-1.0, 0, 0], [0, 1, 0], [0, 0, 1]], device=images.device)
-    sign = torch.tensor([[-1.0, -1, 0], [-1, 0, 1], [0, 1, 1]], device=images.device)
-    kernel = _blend_kernel(base + s * sign, a)
+    a, s = rng.per_image_params(seeds, [alpha, strength], stream=1)
+    base = const([[-1.0, 0, 0], [0, 1, 0], [0, 0, 1]], images.device)
+    sign = const([[-1.0, -1, 0], [-1, 0, 1], [0, 1, 1]], images.device)
+    kernel = _blend_kernel(base + s.view(-1, 1, 1) * sign, a)
     return to_uint8(_filter(_f(images), kernel))
 
 
@@ -116,7 +139,7 @@ def emboss(images: torch.Tensor, *, seeds: torch.Tensor, alpha=1.0, strength=1.0
 def edge_detect(images: torch.Tensor, *, seeds: torch.Tensor, alpha=0.75) -> torch.Tensor:
     """imgaug EdgeDetect: 4-neighbour Laplacian kernel blended with identity by ``alpha``."""
     a = rng.per_image(seeds, alpha, stream=1)
-    lap = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]], device=images.device)
+    lap = const([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]], images.device)
     return to_uint8(_filter(_f(images), _blend_kernel(lap, a)))
 
 
@@ -127,61 +150,150 @@ def _gauss_ksize(sigma: float) -> int:
     return k + 1 if k % 2 == 0 else k
 
 
+def _blur_matrices(sigma: torch.Tensor, size: int, radius: int) -> torch.Tensor:
+    """float32 [m, size, size]: 1-D Gaussian blur of each sigma (pixels) as a matrix on a line.
+
+    Row ``j`` holds the taps of output ``j`` (imgaug's kernel size for the sigma, normalised in
+    float64 as OpenCV does) folded onto the line with reflect-101, so ``x @ K.T`` blurs the last
+    axis including the border. ``radius`` bounds every kernel's half-width. Sigmas ≤ 1e-3 give the
+    identity (imgaug skips the blur).
+    """
+    dev = sigma.device
+    m = sigma.shape[0]
+    s = sigma.to(torch.float64).view(m, 1)
+    k = torch.where(s < 3.0, 3.3 * s, torch.where(s < 5.0, 2.9 * s, 2.6 * s)).clamp(min=5.0).floor()
+    half = torch.floor(k / 2)  # odd size k' = k or k + 1 has half-width floor(k / 2)
+    t = torch.arange(-radius, radius + 1, device=dev, dtype=torch.float64).view(1, -1)
+    g = torch.exp(-(t**2) / (2 * s * s)) * (t.abs() <= half)
+    g = torch.where(s > 1e-3, g, (t == 0).to(torch.float64))
+    g = g / g.sum(1, keepdim=True)
+    taps = g.shape[1]
+    j = torch.arange(size, device=dev, dtype=torch.int64).view(size, 1)
+    idx = reflect101(j + torch.arange(-radius, radius + 1, device=dev).view(1, taps), size)
+    mat = torch.zeros(m, size, size, device=dev, dtype=torch.float64)
+    mat.scatter_add_(2, idx.expand(m, size, taps), g.view(m, 1, taps).expand(m, size, taps))
+    return mat.float()
+
+
+def _blur_radius(sigma) -> int:
+    """Largest kernel half-width over a sigma value or ``[lo, hi]`` range (the size is not monotone)."""
+    if not isinstance(sigma, list | tuple):
+        return _gauss_ksize(float(sigma)) // 2
+    lo, hi = float(sigma[0]), float(sigma[1])
+    probes = [lo, hi] + [v for v in (2.9999999, 4.9999999) if lo <= v <= hi]
+    return max(_gauss_ksize(v) for v in probes) // 2
+
+
 @register_batch_op("iaa_gaussian_blur", exact=True)
 def gaussian_blur(images: torch.Tensor, *, seeds: torch.Tensor, sigma=1.0) -> torch.Tensor:
-    """Separable Gaussian of ``sigma`` pixels (one value for the batch), reflect-101 border."""
-    if isinstance(sigma, list | tuple):
-        # A per-image sigma would need per-image kernel sizes; run each distinct value alone.
-        s = rng.per_image(seeds, sigma, stream=1)
-        out = torch.empty_like(images)
-        for i, v in enumerate(s.tolist()):
-            out[i : i + 1] = gaussian_blur(images[i : i + 1], seeds=seeds[i : i + 1], sigma=v)
-        return out
-    sigma = float(sigma)
-    if sigma < 1e-3:
-        return images.clone()
-    k = _gauss_ksize(sigma)
-    r = torch.arange(k, device=images.device, dtype=torch.float64) - (k - 1) / 2
-    g = torch.exp(-(r**2) / (2 * sigma * sigma))
-    g = (g / g.sum()).float()
+    """Separable Gaussian of ``sigma`` pixels (a value, or ``[lo, hi]`` drawn per image),
+    imgaug's kernel size, reflect-101 border.
+
+    Each axis is one matmul with a banded blur matrix that already contains the border, so a batch
+    costs two GEMMs whatever the sigmas (a fixed sigma's matrices are cached per device).
+    """
     n, c, h, w = images.shape
-    x = _f(images).reshape(n * c, 1, h, w)
-    x = F.conv2d(F.pad(x, (k // 2, k // 2, 0, 0), mode="reflect"), g.view(1, 1, 1, k))
-    x = F.conv2d(F.pad(x, (0, 0, k // 2, k // 2), mode="reflect"), g.view(1, 1, k, 1))
-    return to_uint8(x.view(n, c, h, w))
+    dev = images.device
+    if not isinstance(sigma, list | tuple):
+        sig = float(sigma)
+        if sig <= 1e-3:
+            return images.clone()
+        radius = _blur_radius(sig)
+
+        def build(d: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+            s = torch.full((1,), sig, device=d, dtype=torch.float64)
+            return _blur_matrices(s, h, radius)[0], _blur_matrices(s, w, radius)[0]
+
+        ky, kx = device_cached(("blur", sig, h, w), dev, build)
+        # rows: [n, c, h, w] @ [w, w] folds into one GEMM; columns: [h, h] @ each plane.
+        return to_uint8(torch.matmul(ky, torch.matmul(_f(images), kx.T)))
+    s = rng.per_image(seeds, sigma, stream=1)
+    radius = _blur_radius(sigma)
+    ky = _blur_matrices(s, h, radius).unsqueeze(1)  # [n, 1, h, h]
+    kx = _blur_matrices(s, w, radius).unsqueeze(1)
+    return to_uint8(torch.matmul(ky, torch.matmul(_f(images), kx.transpose(-1, -2))))
 
 
 # --- colour spaces (OpenCV uint8 semantics: H in 0..179) ---------------------------------------
 
+_HSV_SHIFT = 12  # OpenCV's RGB2HSV_b fixed point
+
+
+def _hsv_div_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """int32 [256] each: OpenCV's ``sdiv_table`` (255·2^12 / v) and ``hdiv_table180``
+    (180·2^12 / (6 d)), rounded half to even as its saturate_cast does; entry 0 is 0."""
+
+    def build(dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        sdiv = [0] + [round((255 << _HSV_SHIFT) / i) for i in range(1, 256)]
+        hdiv = [0] + [round((180 << _HSV_SHIFT) / (6.0 * i)) for i in range(1, 256)]
+        return (
+            torch.tensor(sdiv, dtype=torch.int32).to(dev),
+            torch.tensor(hdiv, dtype=torch.int32).to(dev),
+        )
+
+    return device_cached(("hsv_div",), device, build)
+
 
 def _rgb_to_hsv_cv2(images: torch.Tensor) -> torch.Tensor:
-    """uint8 RGB NCHW → float32 HSV with OpenCV's 8-bit rounding (H 0..179, S and V 0..255)."""
+    """uint8 RGB NCHW → int32 HSV [n, 3, h, w] exactly as OpenCV's 8-bit RGB2HSV (H 0..179).
+
+    Integer arithmetic with OpenCV's reciprocal tables, so the result is bit-exact on any device.
+    """
+    sdiv, hdiv = _hsv_div_tables(images.device)
     x = images.to(torch.int32)
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
     v = torch.maximum(torch.maximum(r, g), b)
-    vmin = torch.minimum(torch.minimum(r, g), b)
-    diff = (v - vmin).to(torch.float64)
-    vf = v.to(torch.float64)
-    s = torch.where(v > 0, torch.floor(255.0 * diff / vf.clamp(min=1) + 0.5), torch.zeros_like(vf))
-    num = torch.where(
-        v == r,
-        (g - b).to(torch.float64),
-        torch.where(v == g, (b - r).to(torch.float64) + 2 * diff, (r - g).to(torch.float64) + 4 * diff),
-    )
-    h = torch.where(diff > 0, torch.floor(30.0 * num / diff.clamp(min=1) + 0.5), torch.zeros_like(diff))
+    diff = v - torch.minimum(torch.minimum(r, g), b)
+    half = 1 << (_HSV_SHIFT - 1)
+    s = (diff * sdiv[v.long()] + half) >> _HSV_SHIFT
+    num = torch.where(v == r, g - b, torch.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
+    h = (num * hdiv[diff.long()] + half) >> _HSV_SHIFT  # arithmetic shift: floor, as in C
     h = torch.where(h < 0, h + 180, h)
-    return torch.stack([h, s, vf], 1).float()
+    return torch.stack([h, s, v], 1)
 
 
 def _hsv_to_rgb_cv2(hsv: torch.Tensor) -> torch.Tensor:
-    """float HSV (OpenCV 8-bit ranges) → uint8 RGB NCHW."""
-    h = hsv[:, 0:1] * 2.0  # degrees
-    s = hsv[:, 1:2] / 255.0
-    v = hsv[:, 2:3] / 255.0
-    n_ = torch.tensor([5.0, 3.0, 1.0], device=hsv.device).view(1, 3, 1, 1)
-    k = torch.remainder(n_ + h / 60.0, 6.0)
-    rgb = v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
-    return to_uint8(rgb * 255.0)
+    """Integer HSV (H 0..179, S and V 0..255) → uint8 RGB NCHW, as OpenCV's 8-bit HSV2RGB: float32
+    sector formula (v, v(1-s), v(1-s f), v(1-s(1-f))), ×255, truncated: bit-exact with OpenCV
+    on every (H, S, V).
+
+    Truncation, not rounding, is what OpenCV's vectorised path does (its scalar tail rounds); on a
+    224x224 image every pixel goes through the vector path, so that is what imgaug produces.
+    """
+    hh = hsv[:, 0].to(torch.float32) * (6.0 / 180.0)
+    s = hsv[:, 1].to(torch.float32) * (1.0 / 255.0)
+    v = hsv[:, 2].to(torch.float32) * (1.0 / 255.0)
+    sector = torch.floor(hh)
+    f = hh - sector
+    # OpenCV's build fuses 1 - s·f into one FMA (one rounding): the exact product in float64,
+    # rounded once to float32, reproduces it on any device.
+    s64 = s.to(torch.float64)
+    t2 = v * (1.0 - s64 * f.to(torch.float64)).float()
+    t3 = v * (1.0 - s64 * (1.0 - f).to(torch.float64)).float()
+    tab = torch.stack([v, v * (1.0 - s), t2, t3], 1)
+    # OpenCV's sector_data, as (r, g, b) indices into tab for sectors 0..5.
+    pick = const([[0, 3, 1], [2, 0, 1], [1, 0, 3], [1, 2, 0], [3, 1, 0], [0, 1, 2]], hsv.device, torch.int64)
+    idx = pick[sector.long().clamp_(0, 5)].permute(0, 3, 1, 2)  # [n, 3, h, w]
+    return (torch.gather(tab, 1, idx) * 255.0).clamp_(0, 255).to(torch.uint8)
+
+
+@register_batch_op("iaa_hue_saturation", exact=False)
+def hue_saturation(
+    images: torch.Tensor, *, seeds: torch.Tensor, value_hue=0, value_saturation=0
+) -> torch.Tensor:
+    """imgaug AddToHueAndSaturation: integer hue shift (mod 180, OpenCV hue units) and saturation
+    shift (clipped 0..255) per image, each uniform over ``[lo, hi]`` inclusive.
+
+    The colour conversions are bit-exact with OpenCV's, so for given shifts the output is imgaug's.
+    """
+    dh, ds = rng.per_image_params(seeds, [value_hue, value_saturation], stream=1, integer=[True, True])
+    # imgaug projects the -255..255 hue value onto OpenCV's 180-step circle, truncating (float32).
+    dh = torch.trunc(dh / 255.0 * 180.0).to(torch.int32).view(-1, 1, 1)
+    ds = ds.to(torch.int32).view(-1, 1, 1)
+    hsv = _rgb_to_hsv_cv2(images)
+    h = torch.remainder(hsv[:, 0] + dh, 180)
+    s = (hsv[:, 1] + ds).clamp_(0, 255)
+    return _hsv_to_rgb_cv2(torch.stack([h, s, hsv[:, 2]], 1))
 
 
 def _rgb_to_hls_cv2(images: torch.Tensor) -> torch.Tensor:
@@ -215,25 +327,10 @@ def _hls_to_rgb_cv2(hls: torch.Tensor) -> torch.Tensor:
     lum = hls[:, 1:2] / 255.0
     s = hls[:, 2:3] / 255.0
     a = s * torch.minimum(lum, 1 - lum)
-    n_ = torch.tensor([0.0, 8.0, 4.0], device=hls.device).view(1, 3, 1, 1)
+    n_ = const([0.0, 8.0, 4.0], hls.device).view(1, 3, 1, 1)
     k = torch.remainder(n_ + h / 30.0, 12.0)
     rgb = lum - a * torch.clamp(torch.minimum(k - 3, 9 - k), -1, 1)
     return to_uint8(rgb * 255.0)
-
-
-@register_batch_op("iaa_hue_saturation", exact=False)
-def hue_saturation(
-    images: torch.Tensor, *, seeds: torch.Tensor, value_hue=0, value_saturation=0
-) -> torch.Tensor:
-    """imgaug AddToHueAndSaturation: integer hue shift (mod 180, OpenCV hue units) and saturation
-    shift (clipped 0..255) per image, each uniform over ``[lo, hi]`` inclusive."""
-    hsv = _rgb_to_hsv_cv2(images)
-    # imgaug projects the -255..255 hue value onto OpenCV's 180-step circle, truncating.
-    dh = torch.trunc(rng.per_image_int(seeds, value_hue, stream=1) / 255.0 * 180.0).view(-1, 1, 1)
-    ds = rng.per_image_int(seeds, value_saturation, stream=2).view(-1, 1, 1)
-    h = torch.remainder(hsv[:, 0] + dh, 180.0)
-    s = (hsv[:, 1] + ds).clamp(0, 255)
-    return _hsv_to_rgb_cv2(torch.stack([h, s, hsv[:, 2]], 1))
 
 
 @register_batch_op("iaa_fast_snowy_landscape", exact=True)
@@ -247,8 +344,8 @@ def fast_snowy_landscape(
     """imgaug FastSnowyLandscape: HLS lightness below ``lightness_threshold`` (0..255) times
     ``lightness_multiplier``, rounded and clipped, back to RGB."""
     hls = _rgb_to_hls_cv2(images)
-    t = rng.per_image(seeds, lightness_threshold, stream=1).view(-1, 1, 1)
-    m = rng.per_image(seeds, lightness_multiplier, stream=2).view(-1, 1, 1)
+    t, m = rng.per_image_params(seeds, [lightness_threshold, lightness_multiplier], stream=1)
+    t, m = t.view(-1, 1, 1), m.view(-1, 1, 1)
     lum = hls[:, 1]
     lum = torch.where(lum < t, torch.round(lum * m).clamp(0, 255), lum)
     return _hls_to_rgb_cv2(torch.stack([hls[:, 0], lum, hls[:, 2]], 1))
@@ -268,9 +365,8 @@ def additive_gaussian_noise(
     """Add N(loc, scale) noise (uint8 units) per pixel (shared by the channels unless
     ``per_channel``), rounded and clipped as OpenCV's saturating add does."""
     shape = tuple(images.shape[1:]) if per_channel else _pixel_shape(images)
-    s = rng.per_image(seeds, scale, stream=1).view(-1, 1, 1, 1)
-    mu = rng.per_image(seeds, loc, stream=2).view(-1, 1, 1, 1)
-    noise = rng.normal(seeds, shape, stream=3) * s + mu
+    s, mu = rng.per_image_params(seeds, [scale, loc], stream=1)
+    noise = rng.normal(seeds, shape, stream=3) * _col(s) + _col(mu)
     return to_uint8(_f(images) + noise)
 
 
@@ -278,7 +374,7 @@ def additive_gaussian_noise(
 def dropout(images: torch.Tensor, *, seeds: torch.Tensor, p=0.0, per_channel: bool = False) -> torch.Tensor:
     """Set each pixel (all channels) to 0 with probability ``p`` (per image if ``[lo, hi]``)."""
     shape = tuple(images.shape[1:]) if per_channel else _pixel_shape(images)
-    prob = rng.per_image(seeds, p, stream=1).view(-1, 1, 1, 1)
+    prob = _col(rng.per_image(seeds, p, stream=1))
     drop = rng.uniform(seeds, shape, stream=2) < prob
     return torch.where(drop, torch.zeros_like(images), images)
 
@@ -288,7 +384,7 @@ def salt(images: torch.Tensor, *, seeds: torch.Tensor, p=0.0, per_channel: bool 
     """Replace each pixel with probability ``p`` by salt ``255 (|b - 1/2| + 1/2)``, b ~ Beta(1/2, 1/2)
     (imgaug Salt; the arcsine law: b = sin²(π u / 2)), truncated to uint8."""
     shape = tuple(images.shape[1:]) if per_channel else _pixel_shape(images)
-    prob = rng.per_image(seeds, p, stream=1).view(-1, 1, 1, 1)
+    prob = _col(rng.per_image(seeds, p, stream=1))
     hit = rng.uniform(seeds, shape, stream=2) < prob
     b = torch.sin(rng.uniform(seeds, shape, stream=3) * (math.pi / 2)) ** 2
     value = torch.floor(255.0 * ((b - 0.5).abs() + 0.5)).clamp_(0, 255).to(torch.uint8)
@@ -315,47 +411,58 @@ def cutout(
     images: torch.Tensor, *, seeds: torch.Tensor, nb_iterations=1, size=0.2, cval=128, squared: bool = True
 ) -> torch.Tensor:
     """imgaug Cutout (position uniform, constant fill): ``nb_iterations`` squares of side
-    ``size`` x image height centred at uniform positions, filled with ``cval`` (0..255)."""
-    n, _, h, w = images.shape
-    k_max = int(max(nb_iterations)) if isinstance(nb_iterations, list | tuple) else int(nb_iterations)
-    k = rng.per_image_int(seeds, nb_iterations, stream=1).view(n, 1)
-    pos = rng.uniform(seeds, (k_max, 2), stream=2)
-    sz = rng.per_image(seeds, size, stream=3).view(n, 1)
-    sz_w = sz * h / w if squared else rng.per_image(seeds, size, stream=4).view(n, 1)
-    px, py = pos[..., 0], pos[..., 1]
-    y1 = torch.trunc((py - sz / 2) * h).clamp(0, h)
-    y2 = torch.trunc((py + sz / 2) * h).clamp(0, h)
-    x1 = torch.trunc((px - sz_w / 2) * w).clamp(0, w)
-    x2 = torch.trunc((px + sz_w / 2) * w).clamp(0, w)
-    active = torch.arange(k_max, device=images.device).view(1, k_max) < k
-    ys = torch.arange(h, device=images.device, dtype=torch.float32).view(1, 1, h, 1)
-    xs = torch.arange(w, device=images.device, dtype=torch.float32).view(1, 1, 1, w)
-    inside = (
-        (ys >= y1[..., None, None])
-        & (ys < y2[..., None, None])
-        & (xs >= x1[..., None, None])
-        & (xs < x2[..., None, None])
-        & active[..., None, None]
-    ).any(1, keepdim=True)
-    fill = torch.full_like(images, int(cval))
-    return torch.where(inside, fill, images)
+    ``size`` x image height centred at uniform positions, filled with ``cval`` (0..255).
 
-
-@register_batch_op("iaa_jpeg_compression", exact=False)
-def jpeg_compression(images: torch.Tensor, *, seeds: torch.Tensor, compression=50) -> torch.Tensor:
-    """JPEG round trip at imgaug's quality ``round(1 + 99 (1 - compression / 101))``.
-
-    Always libjpeg on the host, whatever the device: nvJPEG's encoder quantises differently
-    (mean 7 grey levels from libjpeg on an H100), and imgaug's semantics are libjpeg's.
+    Each square is a row span times a column span, so the mask is built from [n, k, h] and
+    [n, k, w] interval tests and one broadcast AND (no per-pixel geometry per square).
     """
+    n, _, h, w = images.shape
+    dev = images.device
+    k_max = int(max(nb_iterations)) if isinstance(nb_iterations, list | tuple) else int(nb_iterations)
+    k, sz, sz_w = rng.per_image_params(
+        seeds, [nb_iterations, size, size], stream=1, integer=[True, False, False]
+    )
+    pos = rng.uniform(seeds, (k_max, 2), stream=2)
+    sz = sz.view(n, 1)
+    sz_w = sz * (h / w) if squared else sz_w.view(n, 1)
+    px, py = pos[..., 0], pos[..., 1]
+    y1 = torch.trunc((py - sz / 2) * h)
+    y2 = torch.trunc((py + sz / 2) * h)
+    x1 = torch.trunc((px - sz_w / 2) * w)
+    x2 = torch.trunc((px + sz_w / 2) * w)
+    active = torch.arange(k_max, device=dev).view(1, k_max) < k.view(n, 1)
+    ys = torch.arange(h, device=dev, dtype=torch.float32)
+    xs = torch.arange(w, device=dev, dtype=torch.float32)
+    rows = (ys >= y1.unsqueeze(-1)) & (ys < y2.unsqueeze(-1)) & active.unsqueeze(-1)  # [n, k, h]
+    cols = (xs >= x1.unsqueeze(-1)) & (xs < x2.unsqueeze(-1))  # [n, k, w]
+    inside = (rows.unsqueeze(-1) & cols.unsqueeze(-2)).any(1, keepdim=True)  # [n, 1, h, w]
+    return images.masked_fill(inside, int(cval))
+
+
+@register_batch_op("iaa_jpeg_compression", exact=True)
+def jpeg_compression(images: torch.Tensor, *, seeds: torch.Tensor, compression=50) -> torch.Tensor:
+    """JPEG round trip at imgaug's quality ``round(1 + 99 (1 - compression / 101))`` (1..100).
+
+    On an accelerator: libjpeg's codec as tensor ops (:mod:`robusteval.ops.torch_jpeg`), bit-exact
+    with PIL/libjpeg, per-image quality, no host round trip. On the CPU (or for sides not divisible
+    by 16): the host's libjpeg through torchvision, which is faster there and gives the same bytes.
+    """
+    comp = rng.per_image(seeds, compression, stream=1).to(torch.float64)
+    quality = torch.clamp(torch.round(1 + 99 * (1 - comp / 101)), 1, 100).to(torch.int64)
+    if images.device.type != "cpu" and torch_jpeg.supported(images):
+        return torch_jpeg.jpeg_roundtrip(images, quality)
+    return _jpeg_host(images, quality)
+
+
+def _jpeg_host(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """libjpeg on the host via torchvision (one encode/decode per image, grouped by quality)."""
     from torchvision.io import decode_jpeg, encode_jpeg
 
-    comp = rng.per_image(seeds, compression, stream=1)
-    quality = torch.clamp(torch.round(1 + 99 * (1 - comp / 101)), 1, 100).to(torch.int64).tolist()
+    q_list = quality.tolist()  # the host codec needs Python ints; this path is host-bound anyway
     host = images.cpu()
     out = torch.empty_like(host)
-    for q in sorted(set(quality)):
-        idx = [i for i, v in enumerate(quality) if v == q]
+    for q in sorted(set(q_list)):
+        idx = [i for i, v in enumerate(q_list) if v == q]
         encoded = encode_jpeg([host[i].contiguous() for i in idx], quality=q)
         for i, d in zip(idx, decode_jpeg(encoded), strict=True):
             out[i] = d
@@ -365,63 +472,45 @@ def jpeg_compression(images: torch.Tensor, *, seeds: torch.Tensor, compression=5
 # --- geometry ----------------------------------------------------------------------------------
 
 
-def _pair(value, seeds: torch.Tensor, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """An imgaug x/y param: a dict samples x and y apart; a number or range gives both one sample."""
+def _axis_pair(value) -> tuple[object, object]:
+    """An imgaug x/y param: a dict gives x and y their own values (drawn apart), anything else is
+    one value for both axes (the caller shares one sample)."""
     if isinstance(value, dict):
-        return (
-            rng.per_image(seeds, value.get("x", 0.0), stream=stream),
-            rng.per_image(seeds, value.get("y", 0.0), stream=stream + 1),
-        )
-    v = rng.per_image(seeds, value, stream=stream)
-    return v, v
+        return value.get("x", 0.0), value.get("y", 0.0)
+    return value, value
 
 
-def _mat(n: int, device, rows) -> torch.Tensor:
-    """[n, 3, 3] float64 from a 3x3 nested list of [n] tensors or numbers."""
-    out = torch.zeros(n, 3, 3, device=device, dtype=torch.float64)
-    for i, row in enumerate(rows):
-        for j, v in enumerate(row):
-            out[:, i, j] = v if isinstance(v, int | float) else v.to(torch.float64)
-    return out
-
-
-def _translate(n, device, x, y) -> torch.Tensor:
-    return _mat(n, device, [[1, 0, x], [0, 1, y], [0, 0, 1]])
-
-
-def affine_matrix(
+def affine_inverse(
     *, h: int, w: int, rotate, shear_x, shear_y, scale_x, scale_y, tx_px, ty_px
 ) -> torch.Tensor:
-    """imgaug's forward (source → output) affine matrix, [n, 3, 3]; angles in degrees.
+    """float64 [n, 2, 3]: output pixel → source pixel map of imgaug's Affine (cv2 backend).
 
-    Composition as imgaug builds it: centre on the pixel grid, rotate, scale, shear
-    (``tanh`` of the angles, as imgaug does), translate, un-centre.
+    imgaug builds the forward (source → output) matrix as: centre the pixel grid at
+    ``c = (w/2 - 1/2, h/2 - 1/2)``, rotate (``-rotate`` degrees in its y-down frame), scale, shear
+    (``tanh`` of the angles, as imgaug does), translate, un-centre: ``p' = L (p - c) + t + c`` with
+    ``L = Shear · Scale · Rot``. It composes in float32, so the forward matrix is rounded to
+    float32 before it is inverted (in float64, closed form for the 2x2 part).
     """
-    n, dev = rotate.shape[0], rotate.device
-    r = -rotate.double() * _RAD
-    c, s = torch.cos(r), torch.sin(r)
-    mats = [
-        _translate(n, dev, -w / 2, -h / 2),
-        _translate(n, dev, 0.5, 0.5),
-        _mat(n, dev, [[c, s, 0], [-s, c, 0], [0, 0, 1]]),
-        _mat(n, dev, [[scale_x, 0, 0], [0, scale_y, 0], [0, 0, 1]]),
-        _mat(
-            n,
-            dev,
-            [
-                [1, torch.tanh(-shear_x.double() * _RAD), 0],
-                [torch.tanh(shear_y.double() * _RAD), 1, 0],
-                [0, 0, 1],
-            ],
-        ),
-        _translate(n, dev, tx_px, ty_px),
-        _translate(n, dev, -0.5, -0.5),
-        _translate(n, dev, w / 2, h / 2),
-    ]
-    m = mats[0]
-    for nxt in mats[1:]:
-        m = nxt @ m
-    return m
+    r = -rotate.to(torch.float64) * _RAD
+    cos, sin = torch.cos(r), torch.sin(r)
+    sx, sy = scale_x.to(torch.float64), scale_y.to(torch.float64)
+    kx = torch.tanh(-shear_x.to(torch.float64) * _RAD)
+    ky = torch.tanh(shear_y.to(torch.float64) * _RAD)
+    # Scale · Rot = [[sx cos, sx sin], [-sy sin, sy cos]]; then Shear = [[1, kx], [ky, 1]].
+    a = sx * cos - kx * sy * sin
+    b = sx * sin + kx * sy * cos
+    c = ky * sx * cos - sy * sin
+    d = ky * sx * sin + sy * cos
+    cx, cy = w / 2 - 0.5, h / 2 - 0.5
+    ox = tx_px.to(torch.float64) + cx - (a * cx + b * cy)
+    oy = ty_px.to(torch.float64) + cy - (c * cx + d * cy)
+    fwd = torch.stack([a, b, ox, c, d, oy], 1).float().double()  # imgaug's float32 matrix
+    a, b, ox, c, d, oy = fwd.unbind(1)
+    det = a * d - b * c
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    return torch.stack(
+        [torch.stack([ia, ib, -(ia * ox + ib * oy)], 1), torch.stack([ic, id_, -(ic * ox + id_ * oy)], 1)], 1
+    )
 
 
 @register_batch_op("iaa_affine", exact=True)
@@ -438,43 +527,56 @@ def affine(
     order: int = 1,
 ) -> torch.Tensor:
     """imgaug Affine (cv2 backend): rotate/shear in degrees, scale factor, translate as a fraction
-    of the size; each ``[lo, hi]`` drawn per image; bilinear (``order`` 1), constant ``cval`` fill."""
+    of the size; each ``[lo, hi]`` drawn per image; bilinear (``order`` 1), constant ``cval`` fill.
+
+    One uniform draw for all parameters, a closed-form 2x3 inverse per image, one grid_sample.
+    """
     if mode != "constant" or order != 1:
         raise ValueError("torch affine supports mode='constant', order=1 (imgaug's defaults)")
     n, _, h, w = images.shape
-    sx, sy = _pair(scale, seeds, 1)
-    tx, ty = _pair(translate_percent, seeds, 3)
-    rot = rng.per_image(seeds, rotate, stream=5)
+    scx, scy = _axis_pair(scale)
+    tx, ty = _axis_pair(translate_percent)
     if isinstance(shear, dict):
-        shx, shy = _pair(shear, seeds, 6)
-    elif isinstance(shear, list | tuple):
-        shx = shy = rng.per_image(seeds, shear, stream=6)
-    else:  # a single number shears along x only (imgaug)
-        shx, shy = rng.per_image(seeds, shear, stream=6), torch.zeros(n, device=images.device)
-    m = affine_matrix(
-        h=h, w=w, rotate=rot, shear_x=shx, shear_y=shy, scale_x=sx, scale_y=sy, tx_px=tx * w, ty_px=ty * h
+        shx, shy = _axis_pair(shear)
+    else:  # a range shears both axes by one sample; a single number shears along x only (imgaug)
+        shx, shy = shear, 0.0
+    sx, sy, dx, dy, rot, kx, ky = rng.per_image_params(seeds, [scx, scy, tx, ty, rotate, shx, shy], stream=1)
+    # Non-dict params are one sample for both axes: reuse the x column.
+    if not isinstance(scale, dict):
+        sy = sx
+    if not isinstance(translate_percent, dict):
+        dy = dx
+    if isinstance(shear, list | tuple):
+        ky = kx
+    inv = affine_inverse(
+        h=h, w=w, rotate=rot, shear_x=kx, shear_y=ky, scale_x=sx, scale_y=sy, tx_px=dx * w, ty_px=dy * h
     )
-    inv = torch.linalg.inv(m.float().double())  # imgaug composes in float32
-    return to_uint8(warp_inverse(_f(images), inv, out_hw=(h, w), cval=float(cval)))
+    grid = affine_grid_px(inv, out_hw=(h, w), in_hw=(h, w))
+    return to_uint8(sample(_f(images), grid, cval=float(cval)))
 
 
 def _homography(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-    """[n, 3, 3] H with H · src_i ∝ dst_i for four point pairs [n, 4, 2] (getPerspectiveTransform)."""
+    """[n, 3, 3] H with H · src_i ∝ dst_i for four point pairs [n, 4, 2] (getPerspectiveTransform).
+
+    Batched LU solve without error checks (no host sync); degenerate (collinear) corners, where LU
+    fails, fall back to a slightly damped least-squares solve, chosen per image on the device.
+    """
     n = src.shape[0]
-    a = torch.zeros(n, 8, 8, device=src.device, dtype=torch.float64)
-    b = torch.zeros(n, 8, device=src.device, dtype=torch.float64)
     x, y = src[..., 0].double(), src[..., 1].double()
     u, v = dst[..., 0].double(), dst[..., 1].double()
-    for i in range(4):
-        a[:, i, 0], a[:, i, 1], a[:, i, 2] = x[:, i], y[:, i], 1
-        a[:, i, 6], a[:, i, 7] = -x[:, i] * u[:, i], -y[:, i] * u[:, i]
-        a[:, i + 4, 3], a[:, i + 4, 4], a[:, i + 4, 5] = x[:, i], y[:, i], 1
-        a[:, i + 4, 6], a[:, i + 4, 7] = -x[:, i] * v[:, i], -y[:, i] * v[:, i]
-        b[:, i], b[:, i + 4] = u[:, i], v[:, i]
+    one, zero = torch.ones_like(x), torch.zeros_like(x)
+    rows_u = torch.stack([x, y, one, zero, zero, zero, -x * u, -y * u], -1)
+    rows_v = torch.stack([zero, zero, zero, x, y, one, -x * v, -y * v], -1)
+    a = torch.cat([rows_u, rows_v], 1)  # [n, 8, 8]
+    b = torch.cat([u, v], 1).unsqueeze(-1)
     sol, info = torch.linalg.solve_ex(a, b)
-    bad = info != 0
-    if bool(bad.any()):  # degenerate (collinear) corners at large jitter: least-squares solution
-        sol[bad] = (torch.linalg.pinv(a[bad]) @ b[bad].unsqueeze(-1)).squeeze(-1)
+    at = a.transpose(1, 2)
+    ata = at @ a
+    damp = 1e-12 * ata.diagonal(dim1=1, dim2=2).sum(-1).view(n, 1, 1)
+    eye = torch.eye(8, device=a.device, dtype=a.dtype)
+    lsq, _ = torch.linalg.solve_ex(ata + damp * eye, at @ b)
+    ok = (info == 0).view(n, 1, 1) & torch.isfinite(sol).all(1, keepdim=True)
+    sol = torch.where(ok, sol, lsq).squeeze(-1)
     return torch.cat([sol, torch.ones(n, 1, device=src.device, dtype=torch.float64)], 1).view(n, 3, 3)
 
 
@@ -484,40 +586,34 @@ def perspective_from_jitter(images: torch.Tensor, jitter: torch.Tensor, *, cval:
     Corners at ``|jitter| mod 1`` inwards from (tl, tr, br, bl), ordered as imgaug orders them,
     warped onto a ``max_width x max_height`` canvas (bilinear, ``cval`` border), rounded to uint8,
     then resized back with imgaug's keep-size resize (INTER_AREA enlargement / INTER_LINEAR).
+
+    Batched with static shapes: every image's canvas sits in the top-left corner of one buffer as
+    large as any canvas can be (the image diagonal), and the resize back reads only the image's
+    own canvas (taps are clamped into it), so the result equals the per-image two-step pipeline.
     """
     n, _, h, w = images.shape
     dev = images.device
     pts = torch.remainder(jitter.abs().float(), 1.0)
-    flip = torch.tensor([[0, 0], [1, 0], [1, 1], [0, 1]], device=dev, dtype=torch.bool)
-    pts = torch.where(flip, 1.0 - pts, pts) * torch.tensor([w, h], device=dev, dtype=torch.float32)
+    flip = const([[0, 0], [1, 0], [1, 1], [0, 1]], dev, torch.bool)
+    pts = torch.where(flip, 1.0 - pts, pts) * const([float(w), float(h)], dev)
     ssum, sdiff = pts.sum(-1), pts[..., 1] - pts[..., 0]
     order = torch.stack([ssum.argmin(1), sdiff.argmin(1), ssum.argmax(1), sdiff.argmax(1)], 1)
-    tl, tr, br, bl = (pts.gather(1, order[:, i].view(n, 1, 1).expand(n, 1, 2))[:, 0] for i in range(4))
-    ordered = torch.stack([tl, tr, br, bl], 1)
-    max_w = torch.maximum((tr - tl).norm(dim=-1), (br - bl).norm(dim=-1)).floor().clamp(min=2)
-    max_h = torch.maximum((tr - br).norm(dim=-1), (tl - bl).norm(dim=-1)).floor().clamp(min=2)
+    ordered = pts.gather(1, order.unsqueeze(-1).expand(n, 4, 2))
+    tl, tr, br, bl = ordered.unbind(1)
+    side = hypot_floor(h, w)
+    max_w = torch.maximum((tr - tl).norm(dim=-1), (br - bl).norm(dim=-1)).floor().clamp(2, side)
+    max_h = torch.maximum((tr - br).norm(dim=-1), (tl - bl).norm(dim=-1)).floor().clamp(2, side)
     zero = torch.zeros_like(max_w)
-    rect = torch.stack(
-        [
-            torch.stack([zero, zero], -1),
-            torch.stack([max_w, zero], -1),
-            torch.stack([max_w, max_h], -1),
-            torch.stack([zero, max_h], -1),
-        ],
-        1,
-    )
-    inv = _homography(rect, ordered)  # output canvas → source pixels
-    ch, cw = int(max_h.max().item()), int(max_w.max().item())
-    warped = torch.floor(warp_inverse(_f(images), inv, out_hw=(ch, cw), cval=cval) + 0.5).clamp_(0, 255)
+    rect = torch.stack([zero, zero, max_w, zero, max_w, max_h, zero, max_h], 1).view(n, 4, 2)
+    inv = _homography(rect, ordered)  # canvas pixel → source pixel
+    grid = projective_grid_px(inv, out_hw=(side, side), in_hw=(h, w))
+    canvas = sample(_f(images), grid, cval=cval).add_(0.5).floor_().clamp_(0, 255)  # warp's uint8
     area = (max_h < h) | (max_w < w)
     zi = torch.zeros(n, device=dev, dtype=torch.int64)
-    wy = resize_weights(
-        canvas=max_h.long(), pad_before=zi, valid=max_h.long(), offset=zi, src_size=ch, dst=h, area=area
-    )
-    wx = resize_weights(
-        canvas=max_w.long(), pad_before=zi, valid=max_w.long(), offset=zi, src_size=cw, dst=w, area=area
-    )
-    return to_uint8(resize_with(warped, wy, wx))
+    hh, ww = max_h.long(), max_w.long()
+    gy = resize_coords(canvas=hh, pad_before=zi, valid=hh, offset=zi, dst=h, area=area)
+    gx = resize_coords(canvas=ww, pad_before=zi, valid=ww, offset=zi, dst=w, area=area)
+    return to_uint8(sample(canvas, separable_grid(gx, gy, in_hw=(side, side))))
 
 
 @register_batch_op("iaa_perspective", exact=True)
@@ -537,7 +633,8 @@ def crop_and_pad_px(images: torch.Tensor, px: torch.Tensor, *, pad_cval: float =
     """imgaug CropAndPad(keep_size=True) for signed per-side pixels ``px`` int64 [n, 4] (t, r, b, l).
 
     Negative crops, positive pads with ``pad_cval``; the canvas is resized back with imgaug's
-    keep-size resize (INTER_AREA when a side grows, else INTER_LINEAR), as one pair of matmuls.
+    keep-size resize (INTER_AREA when a side grows, else INTER_LINEAR). Crop, pad and resize are
+    one separable sampling grid, so the whole batch is a single grid_sample.
     """
     n, _, h, w = images.shape
     crop = torch.clamp(-px, min=0)
@@ -547,13 +644,14 @@ def crop_and_pad_px(images: torch.Tensor, px: torch.Tensor, *, pad_cval: float =
     canvas_h = valid_h + pad[:, 0] + pad[:, 2]
     canvas_w = valid_w + pad[:, 1] + pad[:, 3]
     area = (canvas_h < h) | (canvas_w < w)
-    wy = resize_weights(
-        canvas=canvas_h, pad_before=pad[:, 0], valid=valid_h, offset=crop[:, 0], src_size=h, dst=h, area=area
+    gy = resize_coords(
+        canvas=canvas_h, pad_before=pad[:, 0], valid=valid_h, offset=crop[:, 0], dst=h, area=area
     )
-    wx = resize_weights(
-        canvas=canvas_w, pad_before=pad[:, 3], valid=valid_w, offset=crop[:, 3], src_size=w, dst=w, area=area
+    gx = resize_coords(
+        canvas=canvas_w, pad_before=pad[:, 3], valid=valid_w, offset=crop[:, 3], dst=w, area=area
     )
-    return to_uint8(resize_with(_f(images), wy, wx, cval=float(pad_cval)))
+    grid = separable_grid(gx, gy, in_hw=(h, w))
+    return to_uint8(sample(_f(images), grid, cval=float(pad_cval)))
 
 
 def _side_px(images: torch.Tensor, seeds: torch.Tensor, percent) -> torch.Tensor:
@@ -564,7 +662,7 @@ def _side_px(images: torch.Tensor, seeds: torch.Tensor, percent) -> torch.Tensor
         frac = lo + (hi - lo) * rng.uniform(seeds, (4,), stream=1)
     else:
         frac = torch.full((n, 4), float(percent), device=images.device)
-    sizes = torch.tensor([h, w, h, w], device=images.device, dtype=torch.float32)
+    sizes = const([float(h), float(w), float(h), float(w)], images.device)
     return torch.round(sizes * frac).to(torch.int64)
 
 
@@ -583,3 +681,66 @@ def crop_and_pad(
     if pad_mode != "constant":
         raise ValueError("torch crop_and_pad supports pad_mode='constant' only")
     return crop_and_pad_px(images, _side_px(images, seeds, percent), pad_cval=float(pad_cval))
+
+
+def piecewise_jitter(seeds: torch.Tensor, scale, *, rows: int, cols: int) -> torch.Tensor:
+    """float32 [n, rows*cols, 2]: imgaug's control-point jitter (dy, dx) as fractions of the
+    height and width, N(0, ``scale``) per coordinate; ``scale`` a number or ``[lo, hi]`` (one
+    value per image, as imgaug draws it per call)."""
+    s = rng.per_image(seeds, scale, stream=1).view(-1, 1, 1)
+    return rng.normal(seeds, (rows * cols, 2), stream=2) * s
+
+
+def piecewise_affine_from_jitter(
+    images: torch.Tensor, jitter: torch.Tensor, *, rows: int, cols: int, cval: float = 0.0
+) -> torch.Tensor:
+    """imgaug PiecewiseAffine for given control-point jitter [n, rows*cols, 2] (dy, dx fractions).
+
+    Points at ``linspace(0, H, rows) x linspace(0, W, cols)`` move by jitter times (H, W), clipped
+    into ``[0, H-1] x [0, W-1]``; output pixel p samples the input at the image of p under the
+    triangle-wise affine map sending the grid onto the moved points (qhull's Delaunay triangles of
+    the grid, as scikit-image uses): a piecewise-linear displacement field, built for the whole
+    batch by :func:`~robusteval.ops.torch_corruptions_geom.mesh_grid`. Bilinear, ``cval`` outside,
+    rounded half to even (scikit-image's float64 → imgaug's uint8). An image whose jitter has no
+    positive component is returned unchanged, as imgaug does.
+    """
+    n, _, h, w = images.shape
+    if h <= 1 or w <= 1:  # imgaug leaves degenerate images alone (qhull cannot triangulate them)
+        return images.clone()
+    dev = images.device
+    points = mesh_tables(h, w, rows, cols, dev)[3]  # [K, (x, y)] px
+    moved = points + jitter.flip(-1) * const([float(w), float(h)], dev)
+    moved = torch.minimum(moved.clamp(min=0.0), const([float(w - 1), float(h - 1)], dev))
+    grid = mesh_grid(moved - points, h=h, w=w, rows=rows, cols=cols)
+    out = round_half_even_uint8(sample(_f(images), grid, cval=cval))
+    warped = (jitter > 0).flatten(1).any(1).view(n, 1, 1, 1)
+    return torch.where(warped, out, images)
+
+
+@register_batch_op("iaa_piecewise_affine", exact=False)
+def piecewise_affine(
+    images: torch.Tensor,
+    *,
+    seeds: torch.Tensor,
+    scale=0.0,
+    nb_rows: int = 4,
+    nb_cols: int = 4,
+    order: int = 1,
+    cval=0,
+    mode: str = "constant",
+    absolute_scale: bool = False,
+) -> torch.Tensor:
+    """imgaug PiecewiseAffine (scikit-image's piecewise-affine warp), batched.
+
+    ``scale``: std of the control-point jitter as a fraction of the image height (rows) and
+    width (columns), a number or ``[lo, hi]`` drawn per image; ``nb_rows``/``nb_cols`` (≥ 2,
+    fixed ints as in the study's ladders): the grid of control points; ``cval`` (0..255): fill
+    outside the image. See :func:`piecewise_affine_from_jitter` for the warp.
+    """
+    if order != 1 or mode != "constant" or absolute_scale:
+        raise ValueError("torch piecewise_affine supports order=1, mode='constant', relative scale")
+    if isinstance(nb_rows, list | tuple) or isinstance(nb_cols, list | tuple):
+        raise ValueError("torch piecewise_affine needs fixed nb_rows and nb_cols (ints)")
+    rows, cols = max(int(nb_rows), 2), max(int(nb_cols), 2)  # imgaug clips the grid to >= 2
+    jitter = piecewise_jitter(seeds, scale, rows=rows, cols=cols)
+    return piecewise_affine_from_jitter(images, jitter, rows=rows, cols=cols, cval=float(cval))
