@@ -228,8 +228,9 @@ def jpeg_roundtrip(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     # product is a right-multiplication by an 8x8 matrix (one tall 2-D GEMM, not millions of tiny
     # batched ones), so the column pass works on transposed blocks and the coefficients stay
     # transposed ([u, v]: horizontal, vertical frequency) until the inverse's last pass.
-    rows = torch.floor(torch.matmul(blocks, fdct.T) * p1_scale + p1_add)
-    coef_t = torch.floor(torch.matmul(rows.transpose(-1, -2).contiguous(), fdct.T) * p2_scale + 0.5)
+    # (In-place chains: at a GPU batch of 1024 each float64 block tensor is ~600 MB.)
+    rows = torch.matmul(blocks, fdct.T).mul_(p1_scale).add_(p1_add).floor_()
+    coef_t = torch.matmul(rows.transpose(-1, -2).contiguous(), fdct.T).mul_(p2_scale).add_(0.5).floor_()
 
     # Quantise (reciprocal multiply on |coef|, sign restored), dequantise; per-image tables.
     qtab_i = quant_lut[quality.to(torch.int64).clamp(0, 100)]  # int64 [n, 2, 64], natural order
@@ -239,12 +240,12 @@ def jpeg_roundtrip(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     for part, sl in ((0, slice(0, n_luma)), (1, slice(n_luma, None))):
         recip, corr, inv_shift = (rc[:, part, :, :, k].unsqueeze(1) for k in range(3))
         c = coef_t[:, sl]
-        level = torch.floor((c.abs() + corr) * recip * inv_shift)
-        deq_t[:, sl] = torch.copysign(level, c) * qtab[:, part].unsqueeze(1)
+        level = c.abs().add_(corr).mul_(recip).mul_(inv_shift).floor_()
+        deq_t[:, sl] = level.copysign_(c).mul_(qtab[:, part].unsqueeze(1))
 
     # Inverse DCT: columns (descale 11), then rows (descale 18), +128, clamp (range_limit).
-    cols_t = torch.floor(torch.matmul(deq_t, idct.T) * 2.0**-11 + 0.5)  # [u, r]
-    pix = torch.floor(torch.matmul(cols_t.transpose(-1, -2).contiguous(), idct.T) * 2.0**-18 + 0.5)
+    cols_t = torch.matmul(deq_t, idct.T).mul_(2.0**-11).add_(0.5).floor_()  # [u, r]
+    pix = torch.matmul(cols_t.transpose(-1, -2).contiguous(), idct.T).mul_(2.0**-18).add_(0.5).floor_()
     pix = pix.add_(128.0).clamp_(0, 255)
     pix = pix.to(torch.int32)
     y = _unblocks(pix[:, :n_luma], h, w)
