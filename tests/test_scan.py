@@ -188,19 +188,32 @@ sys.path.insert(0, {tests!r})
 import torch
 from test_scan import random_cross_inputs, rel
 from robusteval.ops import selective_scan as ss
+from robusteval.ops import scan_triton
 from robusteval.ops.scan_triton import cross_selective_scan_triton
 
 out = {{}}
+
+
+def channels_last(x):
+    return x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+
+
 # (kernel, b, d, h, w, r, config). v2: ragged channel block (20, 17), rows not dividing H (4 % 3, 6 % 4),
 # a width under 16 and not a power of two (padded to 16), a single row, a rank that fills R_PAD = R + 3,
-# the path without the next-row prefetch.
+# a rank whose bias goes after the dot (R = 16: R + 3 would double R_PAD), no next-row prefetch.
+# img: ragged channel block, H != W, a single row, a tile of more than 16 pixels with R = 16.
 # v1: dt on the tensor cores (dot) and by fused multiply-adds (fma).
 cases = [
     ("v2", 2, 8, 5, 7, 3, dict(rows=1)),
     ("v2", 1, 20, 4, 8, 2, dict(rows=3)),
     ("v2", 2, 4, 1, 6, 2, dict(rows=2)),
     ("v2", 1, 17, 6, 9, 13, dict(rows=4, block_g=32)),
+    ("v2", 1, 16, 3, 5, 16, dict(rows=1)),
     ("v2", 1, 16, 3, 5, 8, dict(rows=2, prefetch=False)),
+    ("img", 2, 8, 5, 7, 3, dict()),
+    ("img", 1, 20, 3, 6, 2, dict(block_g=16)),
+    ("img", 1, 17, 1, 6, 13, dict(block_g=32)),
+    ("img", 1, 16, 6, 5, 16, dict(num_warps=2)),
     ("v1", 2, 8, 5, 7, 3, dict(block_g=4, dt_dot=False)),
     ("v1", 1, 16, 3, 5, 8, dict(block_g=16, dt_dot=True)),
 ]
@@ -209,13 +222,40 @@ for kernel, b, d, h, w, r, cfg in cases:
     ref = ss.cross_selective_scan(x.double(), **wts, backend="torch")
     y = cross_selective_scan_triton(x, **wts, kernel=kernel, **cfg)
     out[f"fp32 {{kernel}} {{(b, d, h, w, r, cfg)}}"] = [rel(y, ref), str(y.dtype), bool(torch.isfinite(y).all())]
+    # channels_last x (SS2D's conv output) read through its strides: y comes back channels_last too;
+    # projections pixel-major and channel-major; x copied first with y contiguous.
+    xl = channels_last(x)
+    for io in (dict(), dict(dbl="channel"), dict(x_mem="copy", y_mem="contiguous")):
+        y = cross_selective_scan_triton(xl, **wts, kernel=kernel, **cfg, **io)
+        cl = y.permute(0, 2, 3, 1).is_contiguous()
+        key = f"strided {{kernel}} {{(b, d, h, w, r, cfg, io)}}"
+        out[key] = [rel(y, ref), str(y.dtype), bool(torch.isfinite(y).all()), cl == (io.get("y_mem") != "contiguous")]
 x, wts = random_cross_inputs(b=1, d=8, h=5, w=7, r=3, seed=7)
 xb = x.bfloat16()
 want = ss.cross_selective_scan(xb, **wts, backend="torch")
-for kernel in ("v1", "v2"):
+for kernel in ("v1", "v2", "img"):
     out[f"bf16 {{kernel}}"] = rel(cross_selective_scan_triton(xb, **wts, kernel=kernel), want)
 out["auto n=1"] = ss.resolve_backend("auto", kind="cross", tensor=x, d_state=1).name
 out["auto n=2"] = ss.resolve_backend("auto", kind="cross", tensor=x, d_state=2).name
+
+# The custom op: schema, fake (meta) implementation with the real strides, dispatch.
+xl = channels_last(x)
+dbl = scan_triton.projections(xl, wts["x_proj_weight"], layout="pixel")
+op_args = (xl, dbl, wts["dt_projs_weight"], wts["dt_projs_bias"], wts["A_logs"], wts["Ds"], "img:g16-w4")
+checks = torch.library.opcheck(torch.ops.robusteval.cross_scan_fused.default, op_args,
+                               test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+out["opcheck"] = {{k: v for k, v in checks.items()}}
+
+# torch.compile of a VMamba model: one graph (the scan an opaque node), same logits as eager.
+from robusteval.models import vmamba as V
+
+torch.manual_seed(0)
+m = V.vmamba_t(scan_backend="triton", dims=16, depths=(1, 1, 1, 1), num_classes=10).eval()
+img = torch.randn(2, 3, 32, 32)
+with torch.no_grad():
+    eager = m(img)
+    compiled = torch.compile(m, fullgraph=True, backend="aot_eager")(img)
+out["compile"] = rel(compiled, eager)
 print(json.dumps(out))
 """
 
@@ -234,5 +274,31 @@ def test_triton_kernel_under_interpreter_matches_reference():
             err, dtype, finite = val
             assert finite and dtype == "torch.float32", key
             assert err < 1e-5, (key, err)
-    assert got["bf16 v1"] < 2e-2 and got["bf16 v2"] < 2e-2
+        if key.startswith("strided"):
+            err, dtype, finite, layout_ok = val
+            assert finite and dtype == "torch.float32" and layout_ok, key
+            assert err < 1e-5, (key, err)
+    assert sum(k.startswith("strided img") for k in got) == 12
+    assert got["bf16 v1"] < 2e-2 and got["bf16 v2"] < 2e-2 and got["bf16 img"] < 2e-2
     assert got["auto n=1"] == "triton" and got["auto n=2"] == "torch"
+    assert all(v == "SUCCESS" for v in got["opcheck"].values()), got["opcheck"]
+    assert got["compile"] < 1e-6
+
+
+def test_launch_config_text_round_trips_and_covers_every_shape():
+    st = pytest.importorskip("robusteval.ops.scan_triton")
+    for text in ("v2:g32-w8-r2-p0-m96-dp-xs-yx", "img:g16-w4-dc-xc-yc", "v1:g16-w2-fma"):
+        kernel, cfg = st.parse_config(text)
+        assert st.parse_config(st.format_config(kernel, cfg)) == (kernel, cfg)
+    assert st.parse_config("v2:g64") == ("v2", {"block_g": 64})
+    with pytest.raises(ValueError, match="cannot read"):
+        st.parse_config("v2:q7")
+    with pytest.raises(ValueError, match="unknown triton scan kernel"):
+        st.parse_config("v9:g16")
+    # every table entry parses; shapes the table lacks get a kernel that can hold them
+    for (d, h, w, dtype), text in st.LAUNCH_TABLE.items():
+        st.parse_config(text)
+        assert st.launch_config(D=d, H=h, W=w, dtype=getattr(torch, dtype)) == text
+    for d, h, w in [(96, 56, 56), (3, 2, 2), (384, 14, 14), (768, 7, 7), (64, 33, 40), (64, 40, 33)]:
+        kernel, _ = st.parse_config(st.launch_config(D=d, H=h, W=w, dtype=torch.bfloat16))
+        assert kernel == "v2" or h * w <= st.IMG_MAX_PIXELS

@@ -183,7 +183,9 @@ def cross_selective_scan(
 
     Matches upstream ``forward_corev2`` (``v05_noz``, ``oflex`` kernel): the projections run in x's dtype
     (weights cast to it; float32 accumulation), ``A = -exp(A_logs)``, the scan in float32, and the result
-    is **float32** (B, D, H, W) whatever x's dtype — upstream casts only after its out-norm.
+    is **float32** (B, D, H, W) whatever x's dtype — upstream casts only after its out-norm. Its memory
+    layout is the backend's: ``triton`` follows x's (a channels_last x gives a channels_last y, so
+    ``y.permute(0, 2, 3, 1)`` is contiguous), the others return contiguous tensors.
     Fused backends may keep dt in float32 instead of rounding it to x's dtype first (bf16: within bf16
     tolerance of the reference).
     """
