@@ -6,6 +6,13 @@ running mamba-ssm's kernel, plus a logits check of ours against the official mod
 random weights. Random weights: throughput does not depend on them.
 
     python scripts/bench_models.py --out $OUT [--upstream .upstream/VMamba] [--batches 128,256]
+        [--models vmamba_b,official_b] [--compile] [--launch-table best_configs.json]
+
+``--compile`` adds, for every model, rows run through ``torch.compile(model, dynamic=False)`` as
+``robusteval score --compile`` runs it (ResidentModel): autocast and inference_mode outside the
+compiled module. A model that fails to compile gives an error row, not a crash; "compile_s" is the
+first call (compilation included). ``--launch-table`` reads ``best_configs.json`` from
+``scripts/bench_scan.py --sweep`` into the fused scan's per-shape table before anything runs.
 
 ``--upstream`` is a checkout of MzeroMiko/VMamba kept in the git-ignored .upstream/ (never committed).
 """
@@ -37,7 +44,10 @@ def _time(fn, x: torch.Tensor, *, iters: int, warmup: int) -> float:
     return x.shape[0] * iters / (start.elapsed_time(end) / 1e3)
 
 
-def _measure(model: torch.nn.Module, *, batch: int, dtype: str, channels_last: bool, iters: int) -> dict:
+def _measure(
+    model: torch.nn.Module, *, batch: int, dtype: str, channels_last: bool, iters: int, compiled: bool = False
+) -> dict:
+    """img/s of ``model`` (already compiled when ``compiled``); compile_s = the first call's seconds."""
     x = torch.randn(batch, 3, 224, 224, device="cuda")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -50,12 +60,24 @@ def _measure(model: torch.nn.Module, *, batch: int, dtype: str, channels_last: b
             return model(inp)
 
     torch.cuda.reset_peak_memory_stats()
+    extra = {}
     try:
+        if compiled:  # the first call compiles (one graph per batch size: dynamic=False)
+            t0 = time.perf_counter()
+            fwd(x)
+            torch.cuda.synchronize()
+            extra["compile_s"] = round(time.perf_counter() - t0, 1)
         ips = _time(fwd, x, iters=iters, warmup=3)
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()
         return {"img_per_s": None, "error": "OOM"}
-    return {"img_per_s": round(ips, 1), "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    except Exception as err:  # a compile failure is a row, not a crash
+        return {"img_per_s": None, "error": f"{type(err).__name__}: {err}"[:200]}
+    return {
+        "img_per_s": round(ips, 1),
+        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        **extra,
+    }
 
 
 def ours(name: str, backend: str) -> torch.nn.Module:
@@ -80,7 +102,18 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--backends", default="triton,mamba")
     ap.add_argument("--quick", action="store_true", help="bf16 batch 128 only")
+    ap.add_argument("--bf16-only", action="store_true", help="no fp32 rows")
+    ap.add_argument("--compile", action="store_true", help="also run every model through torch.compile")
+    ap.add_argument("--models", default="", help="comma-separated labels to run (prefix match); all if empty")
+    ap.add_argument("--launch-table", type=Path, help="best_configs.json of scripts/bench_scan.py --sweep")
     args = ap.parse_args()
+    if args.launch_table:
+        from robusteval.ops import scan_triton
+
+        for entry in json.loads(args.launch_table.read_text()):
+            dname = {"bf16": "bfloat16", "fp32": "float32"}[entry["dtype"]]
+            scan_triton.LAUNCH_TABLE[(entry["D"], entry["H"], entry["W"], dname)] = entry["config"]
+        print("launch table:", scan_triton.LAUNCH_TABLE, flush=True)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     batches = [int(b) for b in args.batches.split(",")]
@@ -112,6 +145,10 @@ def main() -> None:
             ("official VMamba-T (mamba-ssm)", "official", lambda: up.vmamba_tiny_s1l8().cuda().eval(), False)
         )
 
+    if args.models:
+        keep = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        cases = [c for c in cases if c[0].startswith(keep)]
+
     rows = []
     for label, scan, build, cl in cases:
         try:
@@ -120,13 +157,23 @@ def main() -> None:
             rows.append({"model": label, "scan": scan, "error": f"{type(err).__name__}: {err}"[:160]})
             print(rows[-1], flush=True)
             continue
-        for dtype in ("bf16",) if args.quick else ("bf16", "fp32"):
-            for batch in batches[:1] if (args.quick or dtype == "fp32") else batches:
-                t0 = time.perf_counter()
-                r = _measure(model, batch=batch, dtype=dtype, channels_last=cl, iters=args.iters)
-                rows.append({"model": label, "scan": scan, "dtype": dtype, "batch": batch,
-                             "channels_last": cl, **r, "wall_s": round(time.perf_counter() - t0, 1)})  # fmt: skip
-                print(json.dumps(rows[-1]), flush=True)
+        for compiled in (False, True) if args.compile else (False,):
+            run = model
+            if compiled:
+                torch._dynamo.reset()  # a fresh compile per model, as a new scoring process has
+                run = torch.compile(model, dynamic=False)  # what ResidentModel(compile=True) does
+            name = f"{label} (compiled)" if compiled else label
+            for dtype in ("bf16",) if (args.quick or args.bf16_only) else ("bf16", "fp32"):
+                for batch in batches[:1] if (args.quick or dtype == "fp32") else batches:
+                    t0 = time.perf_counter()
+                    r = _measure(
+                        run, batch=batch, dtype=dtype, channels_last=cl, iters=args.iters, compiled=compiled
+                    )
+                    rows.append({"model": name, "scan": scan, "dtype": dtype, "batch": batch,
+                                 "channels_last": cl, **r, "wall_s": round(time.perf_counter() - t0, 1)})  # fmt: skip
+                    print(json.dumps(rows[-1]), flush=True)
+                    if r.get("error") and compiled:
+                        break  # one failure row per compiled model is enough
         del model
         torch.cuda.empty_cache()
 
@@ -136,7 +183,10 @@ def main() -> None:
     lines = [f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}", "",
              "| model | scan | dtype | batch | channels_last | img/s | peak GiB |", "|---|---|---|--:|---|--:|--:|"]  # fmt: skip
     for r in rows:
-        if "img_per_s" in r:
+        if r.get("img_per_s") is None and "dtype" in r:
+            lines.append(f"| {r['model']} | {r['scan']} | {r['dtype']} | {r['batch']} | {r['channels_last']} | "
+                         f"error: {r.get('error', '')} | |")  # fmt: skip
+        elif "img_per_s" in r:
             lines.append(f"| {r['model']} | {r['scan']} | {r['dtype']} | {r['batch']} | {r['channels_last']} | "
                          f"{r['img_per_s']} | {r.get('peak_gib', '')} |")  # fmt: skip
         elif "max_abs_diff" in r:
