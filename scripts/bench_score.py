@@ -214,7 +214,7 @@ def part_gpu(a, jpeg_dir: Path, tree_dir: Path) -> dict:
     summed = 1.0 / sum(1.0 / r for r in ceil.values())
     common = dict(work=a.work, device=a.device, batch=a.batch_size, amp=a.amp, channels_last=a.channels_last,
                   compile=a.compile, scan_backend=a.scan_backend, workers=a.workers)  # fmt: skip
-    jpeg, _ = score_rate(models, run="bench-jpeg", data=jpeg_dir, **common)
+    jpeg, _ = score_rate(models, run="bench-jpeg", data=jpeg_dir, gpu_decode=True, **common)
     jpeg_pil, _ = score_rate(models, run="bench-jpeg-pil", data=jpeg_dir, gpu_decode=False, **common)
     png, _ = score_rate(models, run="bench-png", sets_dir=tree_dir, **common)
     return {
