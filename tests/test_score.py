@@ -345,19 +345,3 @@ def test_device_prefetch_keeps_order_raises_and_stops_early():
     assert [next(it) for _ in range(3)] == [0, 1, 2]
     it.close()
     assert closed.wait(5)
-
-
-def _niceness_as_pixels(image, position):
-    return np.full((4, 4, 3), os.nice(0), dtype=np.uint8)
-
-
-def test_cpu_decode_workers_run_at_lower_priority(tmp_path):
-    from robusteval.score.loader import CPU_WORKER_NICENESS, Job, Stream, iter_batches
-
-    path = tmp_path / "a.png"
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
-    base = os.nice(0)
-    stream = Stream((str(path),), prepare=_niceness_as_pixels)
-    (batch,) = list(iter_batches([stream], [Job(0, (0,))], device="cpu", workers=1))
-    assert int(batch.images[0, 0, 0, 0]) == min(19, base + CPU_WORKER_NICENESS)
-    assert os.nice(0) == base  # the scoring process itself keeps its priority

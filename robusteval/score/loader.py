@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -185,21 +184,10 @@ def _identity(x):
     return x
 
 
-#: Niceness added to decode workers when the models run on the CPU (see ``_worker_init``).
-CPU_WORKER_NICENESS = 5
-
-
-def _worker_init(_: int, *, niceness: int = 0) -> None:
-    import os
-
+def _worker_init(_: int) -> None:
     import torch
 
     torch.set_num_threads(1)  # workers decode; the main process owns the compute threads
-    if niceness:
-        # On a CPU-scored run the workers share cores with the forward pass, whose thread pool
-        # waits at a barrier for its slowest thread: a decode burst preempting one compute thread
-        # stalls them all. Lower priority lets decoding fill the gaps (it needs a few % of a core).
-        os.nice(niceness)
 
 
 def iter_batches(
@@ -223,8 +211,7 @@ def iter_batches(
     cuda = str(device).startswith("cuda")
     kwargs = {}
     if workers > 0:
-        init = partial(_worker_init, niceness=0 if cuda else CPU_WORKER_NICENESS)
-        kwargs = {"num_workers": workers, "prefetch_factor": prefetch, "worker_init_fn": init}
+        kwargs = {"num_workers": workers, "prefetch_factor": prefetch, "worker_init_fn": _worker_init}
     loader = torch.utils.data.DataLoader(
         _JobSet(streams, jobs),
         batch_size=None,
