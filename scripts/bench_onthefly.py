@@ -155,7 +155,7 @@ def main() -> None:
             if model is not None:
                 jobs = [(spec.name, sev, im, int(s)) for im, s in zip(crops, seeds, strict=True)]
                 ref = np.stack(
-                    list(pool.map(_imgaug_one, jobs, chunksize=16)) if pool else map(_imgaug_one, jobs)
+                    list(pool.map(_imgaug_one, jobs, chunksize=16) if pool else map(_imgaug_one, jobs))
                 )
                 ref_t = torch.from_numpy(ref).permute(0, 3, 1, 2).contiguous().to(dev)
                 ours = torch.cat(
