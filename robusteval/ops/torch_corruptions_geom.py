@@ -80,15 +80,30 @@ def _norm(size: int) -> tuple[float, float]:
     return 2.0 / size, 1.0 / size - 1.0
 
 
+def _pixel_axes(out_hw: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output pixel x [1, 1, W] and y [1, H, 1] coordinates (float32) for :func:`_plane`."""
+    oh, ow = out_hw
+    xs = torch.arange(ow, device=device, dtype=torch.float32).view(1, 1, ow)
+    ys = torch.arange(oh, device=device, dtype=torch.float32).view(1, oh, 1)
+    return xs, ys
+
+
+def _plane(row: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """``row`` [n, 3] = (a, b, c) per image → float32 [n, H, W] with ``a x + (b y + c)`` at pixel (x, y).
+
+    Coefficient-wise addcmuls: one full-size kernel per term, no [n, H, W, 3] intermediate.
+    """
+    n = row.shape[0]
+    base = torch.addcmul(row[:, 2].view(n, 1, 1), row[:, 1].view(n, 1, 1), ys)
+    return torch.addcmul(base, row[:, 0].view(n, 1, 1), xs)
+
+
 def affine_grid_px(inv: torch.Tensor, *, out_hw: tuple[int, int], in_hw: tuple[int, int]) -> torch.Tensor:
     """Normalised grid [n, H, W, 2] sampling the source at ``inv`` [n, 2, 3] · (x, y, 1).
 
     ``inv`` maps output pixel coordinates to source pixel coordinates (any float dtype; the
     normalisation is folded into its coefficients in float64, the grid is float32).
     """
-    n = inv.shape[0]
-    oh, ow = out_hw
-    dev = inv.device
     sx, ox = _norm(in_hw[1])
     sy, oy = _norm(in_hw[0])
     m64 = inv.to(torch.float64)
@@ -97,16 +112,8 @@ def affine_grid_px(inv: torch.Tensor, *, out_hw: tuple[int, int], in_hw: tuple[i
     row_y = m64[:, 1] * sy
     row_y[:, 2] += oy
     m = torch.stack([row_x, row_y], 1).float()
-    xs = torch.arange(ow, device=dev, dtype=torch.float32).view(1, 1, ow)
-    ys = torch.arange(oh, device=dev, dtype=torch.float32).view(1, oh, 1)
-    # coefficient-wise: g = a x + (b y + c), one full-size kernel per coordinate.
-    gx = torch.addcmul(
-        torch.addcmul(m[:, 0, 2].view(n, 1, 1), m[:, 0, 1].view(n, 1, 1), ys), m[:, 0, 0].view(n, 1, 1), xs
-    )
-    gy = torch.addcmul(
-        torch.addcmul(m[:, 1, 2].view(n, 1, 1), m[:, 1, 1].view(n, 1, 1), ys), m[:, 1, 0].view(n, 1, 1), xs
-    )
-    return torch.stack([gx, gy], -1)
+    xs, ys = _pixel_axes(out_hw, inv.device)
+    return torch.stack([_plane(m[:, 0], xs, ys), _plane(m[:, 1], xs, ys)], -1)
 
 
 def projective_grid_px(inv: torch.Tensor, *, out_hw: tuple[int, int], in_hw: tuple[int, int]) -> torch.Tensor:
@@ -114,23 +121,14 @@ def projective_grid_px(inv: torch.Tensor, *, out_hw: tuple[int, int], in_hw: tup
 
     ``inv`` [n, 3, 3] maps output pixel coordinates (x, y, 1) to homogeneous source coordinates.
     """
-    n = inv.shape[0]
-    oh, ow = out_hw
-    dev = inv.device
     sx, ox = _norm(in_hw[1])
     sy, oy = _norm(in_hw[0])
     m = inv.to(torch.float64)
     # (scale * num / den + offset) = (scale * num + offset * den) / den: fold into the numerators.
     num = torch.stack([sx * m[:, 0] + ox * m[:, 2], sy * m[:, 1] + oy * m[:, 2], m[:, 2]], 1).float()
-    xs = torch.arange(ow, device=dev, dtype=torch.float32).view(1, 1, ow)
-    ys = torch.arange(oh, device=dev, dtype=torch.float32).view(1, oh, 1)
-
-    def plane(row: torch.Tensor) -> torch.Tensor:
-        base = torch.addcmul(row[:, 2].view(n, 1, 1), row[:, 1].view(n, 1, 1), ys)
-        return torch.addcmul(base, row[:, 0].view(n, 1, 1), xs)
-
-    den = plane(num[:, 2])
-    grid = torch.stack([plane(num[:, 0]).div_(den), plane(num[:, 1]).div_(den)], -1)
+    xs, ys = _pixel_axes(out_hw, inv.device)
+    den = _plane(num[:, 2], xs, ys)
+    grid = torch.stack([_plane(num[:, 0], xs, ys).div_(den), _plane(num[:, 1], xs, ys).div_(den)], -1)
     # Beyond a homography's horizon the coordinates blow up (or are 0/0): send those pixels
     # outside the source (±2 is outside [-1, 1]) so the sample reads the border value, not NaN.
     return torch.nan_to_num_(grid, nan=-2.0, posinf=2.0, neginf=-2.0).clamp_(-2.0, 2.0)
