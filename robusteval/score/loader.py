@@ -13,9 +13,10 @@ decoding across set boundaries and the device never waits at the start of a set.
   decodes the whole batch at once with nvJPEG (``torchvision.io.decode_jpeg(device='cuda')``).
   Anything nvJPEG cannot take (CMYK, PNG, corrupt data) falls back to PIL.
 - On CUDA, batches are moved to the device (and nvJPEG-decoded) in one background thread, up to
-  ``DEVICE_PREFETCH`` batches ahead: torchvision's decode call blocks its caller until the GPU has
-  drained the work queued before it, so decoding in the scoring thread would leave the GPU idle
-  while the next batch decodes.
+  ``DEVICE_PREFETCH`` batches ahead, so the scoring thread keeps queueing model work while the next
+  batch is assembled and copied. (It cannot hide nvJPEG: torchvision's CUDA decode waits until the
+  GPU has drained all queued work, from any thread or stream, which is why the engine prefers worker
+  decoding; see ``robusteval.score.engine.NVJPEG_BELOW_WORKERS``.)
 - A stream may carry a picklable ``prepare(image, position) -> image`` run in the worker on uint8 HWC
   pixels (the on-the-fly path: 224 crop, and the CPU imgaug corruption).
 
@@ -108,14 +109,14 @@ class _JobSet:
         stream = self.streams[job.stream]
         kept: list[int] = []
         pixels: list = []  # torch CHW uint8, or None where the jpeg bytes carry the image
-        jpegs: list = []  # (slot, uint8 byte tensor)
+        jpegs: list = []  # (slot, the file's bytes)
         skips: list[tuple[int, str]] = []
         for pos in job.positions:
             path = stream.paths[pos]
             if stream.gpu_jpeg and stream.prepare is None:
                 data = _jpeg_bytes(path)
                 if data is not None:
-                    jpegs.append((len(kept), torch.frombuffer(bytearray(data), dtype=torch.uint8)))
+                    jpegs.append((len(kept), data))
                     kept.append(pos)
                     pixels.append(None)
                     continue
@@ -137,8 +138,9 @@ class _JobSet:
             out["jpeg_slots"] = [slot for slot, _ in jpegs]
             sizes = [len(data) for _, data in jpegs]
             out["jpeg_sizes"] = sizes
+            blob = bytearray(b"".join(data for _, data in jpegs))
             out["jpeg_blob"] = (
-                torch.cat([data for _, data in jpegs]) if jpegs else torch.empty(0, dtype=torch.uint8)
+                torch.frombuffer(blob, dtype=torch.uint8) if blob else torch.empty(0, dtype=torch.uint8)
             )
         return out
 
