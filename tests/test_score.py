@@ -345,3 +345,15 @@ def test_device_prefetch_keeps_order_raises_and_stops_early():
     assert [next(it) for _ in range(3)] == [0, 1, 2]
     it.close()
     assert closed.wait(5)
+
+
+def test_nvjpeg_is_chosen_only_with_few_decode_workers_unless_asked():
+    from robusteval.score.engine import NVJPEG_BELOW_WORKERS, ScoreRequest, _use_nvjpeg
+
+    auto = ScoreRequest(models=["m"], run="r")
+    assert not _use_nvjpeg(auto, device="cpu", workers=0)
+    assert _use_nvjpeg(auto, device="cuda", workers=NVJPEG_BELOW_WORKERS - 1)
+    assert not _use_nvjpeg(auto, device="cuda:0", workers=NVJPEG_BELOW_WORKERS)
+    forced = ScoreRequest(models=["m"], run="r", gpu_decode=True)
+    assert _use_nvjpeg(forced, device="cuda", workers=15) and not _use_nvjpeg(forced, device="cpu", workers=1)
+    assert not _use_nvjpeg(ScoreRequest(models=["m"], run="r", gpu_decode=False), device="cuda", workers=0)
