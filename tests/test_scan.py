@@ -302,3 +302,30 @@ def test_launch_config_text_round_trips_and_covers_every_shape():
     for d, h, w in [(96, 56, 56), (3, 2, 2), (384, 14, 14), (768, 7, 7), (64, 33, 40), (64, 40, 33)]:
         kernel, _ = st.parse_config(st.launch_config(D=d, H=h, W=w, dtype=torch.bfloat16))
         assert kernel == "v2" or h * w <= st.IMG_MAX_PIXELS
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+def test_scan_floor_benchmark_computes_the_fused_arithmetic(tmp_path):
+    """scripts/bench_scan_floor.py (the roofline floors of the fused scan) on tiny shapes: its
+    no-recurrence kernel must equal the float64 formula (the script checks every tile and raises
+    otherwise), and it writes the table with every shape and dtype."""
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_scan_floor.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads((tmp_path / "scan_floor.json").read_text())
+    assert got["mufu_Gops"] > 0 and got["copy_GBps"] > 0
+    assert {(r["shape"], r["dtype"]) for r in got["rows"]} == {
+        (s, d) for s in ("B.stage1", "B.stage3") for d in ("bf16", "fp32")
+    }
+    for row in got["rows"]:
+        assert row["floor_err"] < 1e-5, row  # the interpreter's dot runs in float32
+        assert row["mufu_floor_ms"] > 0 and row["fused_ms"] > 0
+    table = (tmp_path / "scan_floor.md").read_text()
+    assert table.count("| B.stage") == 4 and "MUFU floor" in table

@@ -65,12 +65,17 @@ register caps of stages 1 and 3): eager 1,683 → 2,453 img/s at batch 128 (1,73
 ``torch.compile`` 3,215 / 3,330 img/s (official VMamba-B: 1,198 / 1,246).
 
 **Roofline.** Each kernel stays at 8-11% of the copy bandwidth: issue- and latency-bound, not
-memory-bound. At stage 3 the special-function floor (3 MUFU ops per element and direction: exp2,
-lg2, exp2; 4 directions on a 256-pixel tile for 196 pixels; 16 per clock per SM) is ~0.1 ms and the
-bytes floor 0.05 ms against 0.64 ms measured: the img program needs ~200 registers (one 8-warp
-program per SM; the 128-register cap spills a little and fits two, 16% faster). At stage 1 v2 still
-discretises each element 6 times; a single pass there needs the column entry states exchanged
-between programs (decoupled look-back, which Triton's interpreter cannot run).
+memory-bound. The floors (``scripts/bench_scan_floor.py``, ``reports/bench/scan_floor_h100.md``):
+every element needs 12 special-function ops (exp2, lg2, exp2 in each of four directions), and at
+the H100's measured 3.6 T ops/s those alone cap a bf16 kernel at 63% of copy speed (0.342 ms at
+stage 1, where 80% of the roofline allows 0.268 ms), so 80% is out of reach there; the same
+arithmetic with the recurrence removed (x once, y once) reaches 19-34%. The img program needs ~200
+registers (one 8-warp program per SM; the 128-register cap spills a little and fits two, 16% faster
+at 14x14). At stage 1 v2 runs at 30% of the no-recurrence floor's speed: it
+discretises each element 6 times and writes y twice; a single pass needs the column entry states
+exchanged between programs (decoupled look-back, which Triton's interpreter cannot run) or the whole
+image of a channel block on chip (shared memory, which Triton does not expose; the img tile spills
+at 28x28).
 
 **torch.compile.** The kernel runs as the custom op ``robusteval::cross_scan_fused`` (with a fake
 implementation giving the real output strides), so a compiled VMamba is one graph with the scan as
