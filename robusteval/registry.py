@@ -60,7 +60,7 @@ class Registry(Generic[F]):
         if close:
             msg += f"; did you mean {', '.join(close)}?"
         if self.list_command:
-            msg += f" Type `{self.list_command}` to see them all."
+            msg += f" — type `{self.list_command}` to see them all"
         return msg
 
     def __contains__(self, name: object) -> bool:

@@ -108,7 +108,7 @@ def test_timm_name_with_more_than_1000_classes_is_refused():
 def test_default_weights_offline_say_how_to_pass_a_file(monkeypatch):
     monkeypatch.setenv("ROBUSTEVAL_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(UserError, match="--weights PATH") as err:
+    with pytest.raises(UserError, match="--weights timm:test_vit=PATH") as err:
         create_model("timm:test_vit", weights="default")
     assert "\n" not in str(err.value)
     assert "hf-hub:timm/test_vit.r160_in1k" in str(err.value)

@@ -142,9 +142,10 @@ def test_score_cli_end_to_end(workspace):
     assert "no second crop" in blur["preprocess"]
     assert f"{MODEL}" in res.output and "done" in res.output
 
-    # on the fly with imgaug gives the very pixels of the tree, so the very predictions
+    # on the fly with imgaug gives the very pixels of the tree, so the very predictions (the sets
+    # typed space separated, as users type lists)
     fly = RunStore(runs, "fly")
-    _invoke(["--models", MODEL, "--data", str(ws["data"]), "--transforms", "gaussian_blur,invert",
+    _invoke(["--models", MODEL, "--data", str(ws["data"]), "--transforms", "gaussian_blur", "invert",
              "--severity", "2", "--transform-impl", "imgaug", "--run", "fly", "--runs-dir", str(runs),
              "--workers", "1"])  # fmt: skip
     fly_recs = _by_cell(fly)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 
 import typer
@@ -21,6 +22,52 @@ from robusteval.errors import UserError
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def split_names(values: list[str] | None) -> list[str]:
+    """Repeated options and comma/space separated lists alike: ``-m a,b -m c`` → [a, b, c]."""
+    return [n for v in values or [] for n in re.split(r"[,\s]+", v) if n]
+
+
+def spread_list_options(args: list[str], list_opts: set[str]) -> list[str]:
+    """``--models a b --run x`` → ``--models a --models b --run x`` for the options in ``list_opts``.
+
+    Click gives a repeatable option one value per occurrence; users type lists the way the README
+    shows them, space separated. Words after such an option's value, up to the next word starting
+    with "-", become further values of it. Only for commands without positional arguments, where
+    those words could mean nothing else; ``--`` ends the rewriting.
+    """
+    out: list[str] = []
+    current: str | None = None  # the list option whose values are being read
+    expect_value = False
+    for i, tok in enumerate(args):
+        if tok == "--":
+            return out + args[i:]
+        if tok.startswith("-") and len(tok) > 1:
+            name, inline, _ = tok.partition("=")
+            current = name if name in list_opts else None
+            expect_value = current is not None and not inline
+            out.append(tok)
+        elif current is not None and not expect_value:
+            out += [current, tok]
+        else:
+            expect_value = False
+            out.append(tok)
+    return out
+
+
+class ListOptionsCommand(typer.core.TyperCommand):
+    """A command whose repeatable options also take space-separated lists (:func:`spread_list_options`)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:  # type: ignore[override]
+        # Typer vendors its own click, so parameters are matched by kind, not by class.
+        list_opts = {
+            name
+            for param in self.get_params(ctx)
+            if param.param_type_name == "option" and getattr(param, "multiple", False)
+            for name in param.opts
+        }
+        return super().parse_args(ctx, spread_list_options(args, list_opts))
 
 
 @contextlib.contextmanager

@@ -8,24 +8,32 @@ from typing import Annotated
 import typer
 
 from robusteval.cli import app
-from robusteval.cli.common import console, err_console, progress_bar, user_errors
+from robusteval.cli.common import (
+    ListOptionsCommand,
+    console,
+    err_console,
+    progress_bar,
+    split_names,
+    user_errors,
+)
 from robusteval.cpus import usable_cpus
 
 
-@app.command()
+@app.command(cls=ListOptionsCommand)
 def corrupt(
     data: Annotated[
         Path, typer.Option("--data", help="val images: ImageFolder, labels.csv, ILSVRC or LOC layout")
     ],
     out: Annotated[Path, typer.Option("--out", help="output folder (OUT/<set>/<severity>/<wnid>/)")],
     transform: Annotated[
-        list[str] | None, typer.Option("--transform", "-t", help="set name; repeatable")
+        list[str] | None,
+        typer.Option("--transform", "-t", help="set names: space or comma separated, or repeated"),
     ] = None,
     suite: Annotated[
         str | None, typer.Option(help="study21, frequency, ood-parametric or imagenet-c")
     ] = None,
     severity: Annotated[
-        list[int] | None, typer.Option("--severity", "-s", help="1..5 (levels); repeatable")
+        list[int] | None, typer.Option("--severity", "-s", help="levels 1..5: space separated or repeated")
     ] = None,
     labels: Annotated[Path | None, typer.Option(help="explicit labels file")] = None,
     per_class: Annotated[int | None, typer.Option(min=1, help="sample N images per class")] = None,
@@ -48,8 +56,8 @@ def corrupt(
 
         try:
             summary = run_corrupt(
-                data=data, out=out, transforms=transform, suite=suite, severities=severity, labels=labels,
-                per_class=per_class, seed=seed, workers=workers, verify=verify,
+                data=data, out=out, transforms=split_names(transform) or None, suite=suite,
+                severities=severity, labels=labels, per_class=per_class, seed=seed, workers=workers, verify=verify,
                 progress=lambda n: bar["advance"](n), on_total=on_total, on_skip=on_skip,
             )  # fmt: skip
         finally:

@@ -8,10 +8,10 @@ import typer
 from rich.markup import escape
 
 from robusteval.cli import app
-from robusteval.cli.common import console, err_console, user_errors
+from robusteval.cli.common import ListOptionsCommand, console, err_console, user_errors
 
 
-@app.command("report")
+@app.command("report", cls=ListOptionsCommand)
 def report(
     run: str = typer.Option(..., "--run", help="Run name: reads RUNS_DIR/NAME/records.jsonl."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Folder holding the runs."),

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from robusteval.cli import app
-from robusteval.cli.common import console, err_console, progress_bar, user_errors
+from robusteval.cli.common import (
+    ListOptionsCommand,
+    console,
+    err_console,
+    progress_bar,
+    split_names,
+    user_errors,
+)
 
 
-def _names(values: list[str] | None) -> list[str]:
-    """Repeated options and comma/space separated lists alike: ``-m a,b -m c`` → [a, b, c]."""
-    return [n for v in values or [] for n in re.split(r"[,\s]+", v) if n]
-
-
-@app.command()
+@app.command(cls=ListOptionsCommand)
 def score(
     models: Annotated[
-        list[str], typer.Option("--models", "-m", help="model names, comma separated or repeated")
+        list[str], typer.Option("--models", "-m", help="model names: space or comma separated, or repeated")
     ],
     run: Annotated[str, typer.Option("--run", help="run name: results go to RUNS_DIR/NAME/")],
     sets: Annotated[
@@ -37,13 +38,17 @@ def score(
         ),
     ] = None,
     transforms: Annotated[
-        list[str] | None, typer.Option("--transforms", "-t", help="corrupt --data on the fly with these sets")
+        list[str] | None,
+        typer.Option(
+            "--transforms", "-t", help="corrupt --data on the fly with these sets (space or comma separated)"
+        ),
     ] = None,
     suite: Annotated[
         str | None, typer.Option(help="on the fly: every set of this suite (e.g. study21)")
     ] = None,
     severity: Annotated[
-        list[int] | None, typer.Option("--severity", "-s", help="on the fly: levels (default all)")
+        list[int] | None,
+        typer.Option("--severity", "-s", help="on the fly: levels 1..5, space separated (default all)"),
     ] = None,
     transform_impl: Annotated[
         str, typer.Option(help="on the fly: auto, torch (GPU batches) or imgaug")
@@ -65,7 +70,11 @@ def score(
         str, typer.Option(help="VMamba selective scan: auto, mamba, triton or torch")
     ] = "auto",
     weights: Annotated[
-        list[str] | None, typer.Option("--weights", help="MODEL=PATH (or none); repeatable")
+        list[str] | None,
+        typer.Option(
+            "--weights",
+            help="MODEL=PATH, MODEL=none (random init) or MODEL=default; PATH alone with one model",
+        ),
     ] = None,
     trust_checkpoint: Annotated[
         bool, typer.Option("--trust-checkpoint", help="allow pickled checkpoints")
@@ -89,13 +98,16 @@ def score(
     from robusteval.score.sets import parse_pairs
 
     with user_errors():
-        names = _names(transforms)
+        names = split_names(transforms)
         if suite:
             from robusteval.corruptions.spec import suite_sets
 
             names += [s.name for s in suite_sets(suite) if s.name not in names]
+        model_names = split_names(models)
+        if len(model_names) == 1:  # one model: a bare --weights PATH is its weights
+            weights = [w if "=" in w else f"{model_names[0]}={w}" for w in weights or []]
         req = ScoreRequest(
-            models=_names(models), run=run, runs_dir=runs_dir, sets_dir=sets, data=data, labels=labels,
+            models=model_names, run=run, runs_dir=runs_dir, sets_dir=sets, data=data, labels=labels,
             ood=parse_pairs(ood, option="--ood"), transforms=names, severities=severity or None,
             transform_impl=transform_impl, seed=seed, batch_size=batch_size, amp=amp,
             channels_last=channels_last, compile=compile, device=device, scan_backend=scan_backend,

@@ -78,7 +78,9 @@ def _read_torch(path: Path, *, trust: bool) -> Any:
     # torch.save writes a zip (new format) or a raw pickle starting with the protocol opcode.
     if not (magic.startswith(b"PK") or magic[:1] == b"\x80"):
         what = "an empty file" if not magic else "not a PyTorch checkpoint (torch.save zip or pickle)"
-        raise UserError(f"{path} is {what}", hint="pass --weights PATH to a .pth/.pt/.bin/.safetensors file")
+        raise UserError(
+            f"{path} is {what}", hint="pass --weights MODEL=PATH to a .pth/.pt/.bin/.safetensors file"
+        )
     try:
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             return torch.load(path, map_location="cpu", weights_only=not trust)
@@ -155,7 +157,7 @@ def read_checkpoint(path: str | Path, *, trust: bool = False, ema: bool = False)
     if not path.is_file():
         raise UserError(
             f"no checkpoint file at {path}",
-            hint="pass --weights PATH to a .pth/.pt/.bin/.safetensors file, `default`, or `none`",
+            hint="pass --weights MODEL=PATH to a .pth/.pt/.bin/.safetensors file, MODEL=default, or MODEL=none",
         )
     reader = READERS.get(path.suffix.lower()) or _sniff_reader(path)
     obj = reader(path, trust=trust)

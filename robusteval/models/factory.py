@@ -4,7 +4,7 @@ Weight sources (``weights=``):
 
 - ``"default"``: the card's default file — a file inside an installed package, a cached hub or URL
   download, else a download when online (Hugging Face hub, then the release URL). Offline with
-  nothing local: a one-line ``UserError`` saying how to pass ``--weights PATH``.
+  nothing local: a one-line ``UserError`` saying how to pass ``--weights MODEL=PATH``.
 - ``"none"`` or ``None``: random init (``weights.source == "random"``).
 - a local path (``.pth``/``.pt``/``.bin``/``.safetensors``), an ``http(s)://`` URL, or
   ``hf-hub:<repo id>[:<file>]``.
@@ -83,7 +83,7 @@ def create_model(
             raise UserError(
                 f"{path} has sha256 {ckpt.sha256[:12]}…, not the {card.name} release file "
                 f"({card.weights_sha256[:12]}…)",
-                hint="delete the corrupt copy, or pass --weights PATH to a good one",
+                hint=f"delete the corrupt copy, or pass --weights {card.name}=PATH to a good one",
             )
         record = {"source": source, "sha256": ckpt.sha256}
 
@@ -229,14 +229,14 @@ def _fetch(src: _Source, spec: str, *, card: ModelCard) -> Path:
     if src.download is None or not _online(src.host(spec)):
         raise UserError(
             f"{card.name}: cannot download {_source_string(src, spec)} (offline)",
-            hint="download it elsewhere and pass --weights PATH",
+            hint=f"download it elsewhere and pass --weights {card.name}=PATH",
         )
     try:
         return src.download(spec)
     except Exception as err:  # network and hub errors come in many classes; all mean the same here
         raise UserError(
             f"{card.name}: download of {_source_string(src, spec)} failed ({err.__class__.__name__})",
-            hint="download it elsewhere and pass --weights PATH",
+            hint=f"download it elsewhere and pass --weights {card.name}=PATH",
         ) from None
 
 
@@ -246,7 +246,7 @@ def _default_weights(card: ModelCard) -> tuple[Path, str]:
     if not specs:
         raise UserError(
             f"{card.name} has no released weights we know of",
-            hint="pass --weights PATH to a checkpoint, or --weights none for random init",
+            hint=f"pass --weights {card.name}=PATH to a checkpoint, or --weights {card.name}=none for random init",
         )
     for src, spec in specs:
         if (path := src.local(spec)) is not None:
@@ -260,5 +260,8 @@ def _default_weights(card: ModelCard) -> tuple[Path, str]:
     tried = ", ".join(_source_string(s, v) for s, v in specs)
     raise UserError(
         f"{card.name}: default weights are not on this machine and cannot be downloaded (offline?): {tried}",
-        hint="download the file elsewhere and pass --weights PATH (or --weights none for random init)",
+        hint=(
+            f"download the file elsewhere and pass --weights {card.name}=PATH "
+            f"(or --weights {card.name}=none for random init)"
+        ),
     )

@@ -1,6 +1,6 @@
 """``openclip:<arch>``: any open_clip architecture, with local weights, scored zero-shot.
 
-``robusteval score --model openclip:ViT-B-32-quickgelu --weights PATH`` builds open_clip's model
+``robusteval score --models openclip:ViT-B-32-quickgelu --weights PATH`` builds open_clip's model
 (``open_clip.create_model(arch)``, random init), loads ``PATH`` through the common checkpoint
 loader (open_clip's own key names; ``{'state_dict': {'module.*'}}`` training dicts are unwrapped),
 and turns it into a 1000-way classifier with the zero-shot head (OpenAI's 80 templates by default)

@@ -225,6 +225,10 @@ def run_score(
     unknown = sorted(set(req.weights) - set(req.models))
     if unknown:
         raise UserError(f"--weights names {unknown[0]!r}, which is not in --models")
+    from robusteval.models import resolve
+
+    for name in req.models:  # a typo fails now, not after the sets are read and decoding starts
+        resolve(name)
     device = _resolve_device(req.device)
     amp = req.amp or default_amp(device)
     if amp not in AMP_MODES:
