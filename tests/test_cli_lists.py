@@ -52,3 +52,16 @@ def test_corrupt_takes_space_and_comma_separated_sets_and_levels(val1300, tmp_pa
     # emboss at both levels; the single-level sets at their one level
     assert written == {("emboss", "1"), ("emboss", "4"), ("invert", "1"), ("fliplr", "1")}
     assert len(list(out.rglob("*.png"))) == 8
+
+
+def test_weights_path_alone_belongs_to_the_one_model(tmp_path):
+    """With one model a bare --weights PATH is that model's file (checked before any set is read);
+    with two, the option needs MODEL=PATH and the error shows one."""
+    missing = str(tmp_path / "missing.pth")
+    one = ["score", "-m", "mobilenet_v2", "--weights", missing, "--run", "r", "--sets", str(tmp_path)]
+    res = CliRunner().invoke(app, one)
+    assert res.exit_code == 2 and f"--weights {missing}: no such file" in res.output
+    two = ["score", "-m", "mobilenet_v2", "efficientnet_lite0", "--weights", missing, "--run", "r"]
+    res = CliRunner().invoke(app, [*two, "--sets", str(tmp_path)])
+    assert res.exit_code == 2 and "expected NAME=VALUE" in res.output
+    assert "e.g. --weights vmamba_b=" in res.output

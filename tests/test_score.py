@@ -258,9 +258,12 @@ def test_tree_sets_from_manifest(tmp_path):
 
 
 def test_parse_pairs():
-    assert parse_pairs(["imagenet-r=/d/r", "a = b"], option="--ood") == [("imagenet-r", "/d/r"), ("a", "b")]
+    assert parse_pairs(["imagenet-r=/d/r", "a = b"], option="--ood", example="imagenet-r=/d/r") == [
+        ("imagenet-r", "/d/r"),
+        ("a", "b"),
+    ]
     with pytest.raises(UserError, match="NAME=VALUE"):
-        parse_pairs(["imagenet-r"], option="--ood")
+        parse_pairs(["imagenet-r"], option="--ood", example="imagenet-r=/d/r")
 
 
 # --- resident models -------------------------------------------------------------------------

@@ -106,12 +106,14 @@ def score(
         model_names = split_names(models)
         if len(model_names) == 1:  # one model: a bare --weights PATH is its weights
             weights = [w if "=" in w else f"{model_names[0]}={w}" for w in weights or []]
+        ood_pairs = parse_pairs(ood, option="--ood", example="imagenet-r=/data/imagenet-r")
+        weight_pairs = parse_pairs(weights, option="--weights", example="vmamba_b=/ckpt/vssm_base.pth")
         req = ScoreRequest(
             models=model_names, run=run, runs_dir=runs_dir, sets_dir=sets, data=data, labels=labels,
-            ood=parse_pairs(ood, option="--ood"), transforms=names, severities=severity or None,
+            ood=ood_pairs, transforms=names, severities=severity or None,
             transform_impl=transform_impl, seed=seed, batch_size=batch_size, amp=amp,
             channels_last=channels_last, compile=compile, device=device, scan_backend=scan_backend,
-            weights=dict(parse_pairs(weights, option="--weights")), trust_checkpoint=trust_checkpoint,
+            weights=dict(weight_pairs), trust_checkpoint=trust_checkpoint,
             workers=workers, gpu_decode=gpu_decode, templates=templates,
         )  # fmt: skip
         bar: dict = {}

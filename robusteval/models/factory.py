@@ -115,13 +115,28 @@ def _locate(card: ModelCard, weights: str) -> tuple[Path, str]:
         return _fetch(_URL, weights, card=card), weights
     if weights.startswith("hf-hub:"):
         return _fetch(_HF, weights.removeprefix("hf-hub:"), card=card), weights
+    path = check_weights(weights)
+    return path.resolve(), str(path.resolve())
+
+
+def check_weights(weights: str | None) -> Path | None:
+    """The local file a ``--weights`` value names (None for default, none, URLs and hub names).
+
+    Cheap enough to run on every value before any image is read: a mistyped path fails at once.
+    """
+    if (
+        weights in _NO_WEIGHTS
+        or weights == "default"
+        or weights.startswith(("http://", "https://", "hf-hub:"))
+    ):
+        return None
     path = Path(weights).expanduser()
     if not path.is_file():
         raise UserError(
             f"--weights {weights}: no such file",
             hint="pass a .pth/.pt/.bin/.safetensors path, `default`, or `none` for random init",
         )
-    return path.resolve(), str(path.resolve())
+    return path
 
 
 @dataclass(frozen=True)

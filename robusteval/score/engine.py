@@ -226,9 +226,12 @@ def run_score(
     if unknown:
         raise UserError(f"--weights names {unknown[0]!r}, which is not in --models")
     from robusteval.models import resolve
+    from robusteval.models.factory import check_weights
 
-    for name in req.models:  # a typo fails now, not after the sets are read and decoding starts
+    # Typos fail now, not after the sets are read and decoding has started.
+    for name in req.models:
         resolve(name)
+        check_weights(req.weights.get(name, "default"))
     device = _resolve_device(req.device)
     amp = req.amp or default_amp(device)
     if amp not in AMP_MODES:

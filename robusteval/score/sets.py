@@ -319,14 +319,12 @@ def ood_sets(name: str, root: Path) -> tuple[list[ScoreSet], tuple[str, ...]]:
     return entry.fn(Path(root)), entry.meta["clean_heads"]
 
 
-def parse_pairs(values: list[str] | None, *, option: str) -> list[tuple[str, str]]:
-    """``NAME=VALUE`` strings → pairs, with a one-line error on anything else."""
+def parse_pairs(values: list[str] | None, *, option: str, example: str) -> list[tuple[str, str]]:
+    """``NAME=VALUE`` strings → pairs, with a one-line error (showing ``example``) on anything else."""
     out = []
     for v in values or []:
         name, sep, rest = v.partition("=")
         if not sep or not name or not rest:
-            raise UserError(
-                f"{option} {v!r}: expected NAME=VALUE", hint=f"e.g. {option} imagenet-r=/data/imagenet-r"
-            )
+            raise UserError(f"{option} {v!r}: expected NAME=VALUE", hint=f"e.g. {option} {example}")
         out.append((name.strip(), rest.strip()))
     return out
