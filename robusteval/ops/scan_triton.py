@@ -67,9 +67,9 @@ register caps of stages 1 and 3): eager 1,683 → 2,453 img/s at batch 128 (1,73
 **Roofline.** Each kernel stays at 8-11% of the copy bandwidth: issue- and latency-bound, not
 memory-bound. The floors (``scripts/bench_scan_floor.py``, ``reports/bench/scan_floor_h100.md``):
 every element needs 12 special-function ops (exp2, lg2, exp2 in each of four directions), and at
-the H100's measured 3.6 T ops/s those alone cap a bf16 kernel at 63% of copy speed (0.342 ms at
-stage 1, where 80% of the roofline allows 0.268 ms), so 80% is out of reach there; the same
-arithmetic with the recurrence removed (x once, y once) reaches 19-34%. The img program needs ~200
+the H100's measured 3.8 T ops/s those alone cap a bf16 kernel at 65-67% of copy speed (0.328 ms
+at stage 1, where 80% of the roofline allows 0.269 ms), so 80% is out of reach there; the same
+arithmetic with the recurrence removed (x once, y once) reaches 19-35%. The img program needs ~200
 registers (one 8-warp program per SM; the 128-register cap spills a little and fits two, 16% faster
 at 14x14). At stage 1 v2 runs at 30% of the no-recurrence floor's speed: it
 discretises each element 6 times and writes y twice; a single pass needs the column entry states
