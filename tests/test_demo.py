@@ -25,6 +25,10 @@ def test_demo_runs_the_whole_loop(tmp_path):
     assert clean["top1"] >= 0.25
     summary = report.split("## Summary", 1)[1].split("\n\n")[1]
     assert "| mobilenet_v2 | classifier | " in summary and "| — | — |" not in summary.splitlines()[2]
+    # the terminal gets the summary as a table in percent, one row per model
+    assert "summary (top-1 %)" in res.output and "robustness" in res.output
+    row = next(line for line in res.output.splitlines() if "mobilenet_v2" in line and "│" in line)
+    assert f"{100 * clean['top1']:.1f}" in row and "(21)" in row
     # A second run resumes: nothing is recomputed.
     res = CliRunner().invoke(app, ["demo", "--out", str(out), "--per-class", "1", "--workers", "2"])
     assert res.exit_code == 0, res.output

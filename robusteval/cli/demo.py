@@ -47,7 +47,31 @@ def demo(
     )
     summary = next((p for p in result.report.tables if p.name == "summary.csv"), None)
     if summary is not None:
-        import pandas as pd
-
-        console.print(pd.read_csv(summary).to_string(index=False))
+        console.print(_summary_table(summary))
     console.print(f"report: [bold]{result.report_md}[/]")
+
+
+def _summary_table(path: Path):
+    """The report's summary.csv (fractions) as a rich table in percent, the columns a first look needs."""
+    import csv
+
+    from rich.table import Table
+
+    def pct(value: str) -> str:
+        return f"{100 * float(value):.1f}" if value not in ("", "nan") else "—"
+
+    table = Table(title="summary (top-1 %)", title_justify="left")
+    for col in ("model", "clean", "mCA (sets)", "relative robustness", "best", "worst"):
+        table.add_column(col, justify="left" if col in ("model", "best", "worst") else "right")
+    with path.open(newline="") as fh:
+        for r in csv.DictReader(fh):
+            rr = r["relative_robustness"]
+            table.add_row(
+                r["model"],
+                pct(r["top1"]),
+                f"{pct(r['mCA'])} ({r['mCA_sets']})",
+                f"{float(rr):.3f}" if rr not in ("", "nan") else "—",
+                f"{r['best_set']} {pct(r['best_top1'])}",
+                f"{r['worst_set']} {pct(r['worst_top1'])}",
+            )
+    return table
