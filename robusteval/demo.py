@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from robusteval.corrupt import CorruptSummary, run_corrupt
-from robusteval.data.layouts import read_dataset, sample_per_class, write_labels_csv
+from robusteval.corrupt.stage import CorruptSummary, run_corrupt
+from robusteval.datasets.layouts import read_dataset, sample_per_class, write_labels_csv
 
 RUN = "demo"
 

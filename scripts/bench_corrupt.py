@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from robusteval.corrupt import encode_png, run_corrupt
-from robusteval.corruptions.spec import suite_sets
-from robusteval.data.decode import load_rgb, resize_center_crop
-from robusteval.data.layouts import read_dataset
+from robusteval.corrupt.spec import suite_sets
+from robusteval.corrupt.stage import encode_png, run_corrupt
+from robusteval.datasets.decode import load_rgb, resize_center_crop
+from robusteval.datasets.layouts import read_dataset
 from robusteval.seeding import derive_seed
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-1300"

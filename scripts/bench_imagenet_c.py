@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from robusteval.corruptions.spec import suite_sets
-from robusteval.data.decode import load_rgb, resize_center_crop
+from robusteval.corrupt.spec import suite_sets
+from robusteval.datasets.decode import load_rgb, resize_center_crop
 from robusteval.seeding import derive_seed
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-1300"
@@ -36,7 +36,7 @@ def load_crops(data: Path, n: int) -> list[np.ndarray]:
 
 
 def time_sets(crops: list[np.ndarray], repeats: int) -> list[dict]:
-    from robusteval.corruptions.imagenet_c_frost import FROST_STYLES, frost_texture
+    from robusteval.corrupt.reference.imagenet_c_frost import FROST_STYLES, frost_texture
 
     for i in range(len(FROST_STYLES)):  # built once per process; not part of per-image cost
         frost_texture(i)

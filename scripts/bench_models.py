@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--launch-table", type=Path, help="best_configs.json of scripts/bench_scan.py --sweep")
     args = ap.parse_args()
     if args.launch_table:
-        from robusteval.ops import scan_triton
+        from robusteval.models.kernels import triton_scan as scan_triton
 
         for entry in json.loads(args.launch_table.read_text()):
             dname = {"bf16": "bfloat16", "fp32": "float32"}[entry["dtype"]]

@@ -29,8 +29,8 @@ import torch
 
 
 def _crops(data: Path, limit: int):
-    from robusteval.data.decode import load_rgb, resize_center_crop
-    from robusteval.data.layouts import read_dataset
+    from robusteval.datasets.decode import load_rgb, resize_center_crop
+    from robusteval.datasets.layouts import read_dataset
 
     ds = read_dataset(data)
     samples = ds.samples[:limit]
@@ -76,7 +76,7 @@ def time_op(fn, images: torch.Tensor, seeds: torch.Tensor, params: dict, *, warm
 
 def _imgaug_one(args) -> np.ndarray:
     set_name, severity, image, seed = args
-    from robusteval.corruptions.spec import get_spec
+    from robusteval.corrupt.spec import get_spec
 
     return get_spec(set_name).apply(image, severity=severity, seed=seed)
 
@@ -101,8 +101,9 @@ def main() -> None:
     ap.add_argument("--ops", nargs="*", help="set names (default: every study21 set)")
     args = ap.parse_args()
 
-    from robusteval.corruptions.spec import load_specs
-    from robusteval.score.onthefly import BATCH_OPS, image_seeds, load_batch_ops
+    from robusteval.corrupt.batched import BATCH_OPS, load_batch_ops
+    from robusteval.corrupt.spec import load_specs
+    from robusteval.seeding import image_seeds
 
     if args.device == "cpu":
         torch.set_num_threads(max(1, torch.get_num_threads()))

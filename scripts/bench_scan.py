@@ -59,8 +59,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from robusteval.ops import scan_triton  # noqa: E402
-from robusteval.ops import selective_scan as ss  # noqa: E402
+from robusteval.models.kernels import scan as ss  # noqa: E402
+from robusteval.models.kernels import triton_scan as scan_triton  # noqa: E402
 
 PEAK_HBM = {"H100": 3.35e12, "H200": 4.8e12}
 

@@ -17,7 +17,7 @@ MUFU pipe does 16 of those per clock per SM, so this script measures, in one run
 * ``fused kernel``: the real kernel (``scan_triton``, the launch table's config) on the same inputs.
 
 Each is reported as ms and as % of the copy bandwidth under the fused kernel's bytes model
-(:func:`robusteval.ops.scan_triton.hbm_bytes`); "80% target" is the time at 80% of it.
+(:func:`robusteval.models.kernels.triton_scan.hbm_bytes`); "80% target" is the time at 80% of it.
 ``--smoke`` runs the kernels on tiny shapes under ``TRITON_INTERPRET=1`` (CPU).
 """
 
@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_scan  # noqa: E402
 
-from robusteval.ops import scan_triton  # noqa: E402
-from robusteval.ops.scan_triton_kernels import (  # noqa: E402
+from robusteval.models.kernels import triton_scan as scan_triton  # noqa: E402
+from robusteval.models.kernels.triton_kernels import (  # noqa: E402
     _dsum,
     _dt_weights,
     _lg2,

@@ -57,7 +57,7 @@ def synthetic_jpegs(root: Path, n: int, *, seed: int = 0, workers: int = 8) -> P
 
     with ProcessPoolExecutor(max_workers=workers) as pool:
         list(pool.map(_one_jpeg, [(root, i, seed) for i in range(n)], chunksize=64))
-    from robusteval.data.imagenet import wnids
+    from robusteval.datasets.imagenet import wnids
 
     table = wnids()
     lines = ["path,class_index,wnid"] + [f"images/{i:06d}.jpg,{i % 1000},{table[i % 1000]}" for i in range(n)]
@@ -79,7 +79,8 @@ def _one_jpeg(args) -> None:
 
 def make_tree(jpeg_dir: Path, out: Path, *, workers: int) -> Path:
     """A corrupted PNG tree of the JPEG set, written by the real corrupt stage (``invert``)."""
-    from robusteval.corrupt import MANIFEST, run_corrupt
+    from robusteval.corrupt.stage import run_corrupt
+    from robusteval.corrupt.trees import MANIFEST
 
     if not (out / MANIFEST).is_file():
         t = time.perf_counter()
@@ -176,10 +177,11 @@ def pipeline_rate(data: Path, *, device: str, batch: int, workers: int, mode: st
     """Decode + one view (224 eval / resize), no model: what the data side can feed."""
     import torch
 
+    from robusteval.corrupt.trees import tree_sets
+    from robusteval.datasets.items import clean_set
     from robusteval.models.registry import DataConfig
     from robusteval.score.loader import Stream, iter_batches, plan_jobs
     from robusteval.score.preprocess import apply_view, make_view
-    from robusteval.score.sets import clean_set, tree_sets
 
     s = tree_sets(data)[0] if tree else clean_set(data)
     view = make_view(DataConfig(), mode=mode)
@@ -234,8 +236,8 @@ def part_pipeline(a, jpeg_dir: Path, tree_dir: Path) -> dict:
 
 
 def _crops(jpeg_dir: Path, n: int) -> np.ndarray:
-    from robusteval.data.decode import load_rgb, resize_center_crop
-    from robusteval.data.layouts import read_dataset
+    from robusteval.datasets.decode import load_rgb, resize_center_crop
+    from robusteval.datasets.layouts import read_dataset
 
     ds = read_dataset(jpeg_dir)
     return np.stack([resize_center_crop(load_rgb(s.path)) for s in ds.samples[:n]])
@@ -245,8 +247,9 @@ def part_onthefly(a, jpeg_dir: Path) -> dict:
     import cv2
     import torch
 
-    from robusteval.corruptions.spec import suite_sets
-    from robusteval.score.onthefly import apply_batch_op, has_batch_op, image_seeds
+    from robusteval.corrupt.batched import apply_batch_op, has_batch_op
+    from robusteval.corrupt.spec import suite_sets
+    from robusteval.seeding import image_seeds
 
     crops = _crops(jpeg_dir, max(a.onthefly_cpu_images, 16))
     gpu_batch = (
@@ -288,8 +291,8 @@ def part_onthefly(a, jpeg_dir: Path) -> dict:
 
 
 def part_protocol(a, jpeg_dir: Path) -> dict:
-    from robusteval.corruptions.spec import suite_sets
-    from robusteval.score.onthefly import has_batch_op
+    from robusteval.corrupt.batched import has_batch_op
+    from robusteval.corrupt.spec import suite_sets
 
     missing = [s.op for s in suite_sets("study21") if not has_batch_op(s.op)]
     if missing:

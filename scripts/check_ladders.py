@@ -29,7 +29,7 @@ STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 def load_images(data: Path, n: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     """First ``n`` rows of labels.csv -> ids, uint8 [n, 224, 224, 3] crops, int labels."""
-    from robusteval.data.decode import load_rgb, resize_center_crop
+    from robusteval.datasets.decode import load_rgb, resize_center_crop
 
     with open(data / "labels.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))[:n]
@@ -67,10 +67,10 @@ def top1(model, images: np.ndarray, labels: np.ndarray, batch: int = 50) -> floa
 def check(suites: list[str], sets: list[str] | None, n: int, data: Path, seed: int) -> None:
     import torch
 
-    import robusteval.corruptions.parametric_ops  # noqa: F401  (registers ops)
-    import robusteval.corruptions.study_ops  # noqa: F401
-    from robusteval.corruptions import OPS
-    from robusteval.corruptions.spec import load_specs
+    import robusteval.corrupt.reference.parametric  # noqa: F401  (registers ops)
+    import robusteval.corrupt.reference.study  # noqa: F401
+    from robusteval.corrupt.reference import OPS
+    from robusteval.corrupt.spec import load_specs
     from robusteval.seeding import derive_seed
 
     torch.set_num_threads(2)
@@ -102,7 +102,7 @@ def check(suites: list[str], sets: list[str] | None, n: int, data: Path, seed: i
 
 def mean_spectrum(n: int, data: Path) -> np.ndarray:
     """Mean centred amplitude spectrum |fftshift(fft2(grey))| of the first ``n`` grey crops."""
-    from robusteval.corruptions.parametric_ops import to_grey
+    from robusteval.corrupt.reference.parametric import to_grey
 
     _, crops, _ = load_images(data, n)
     return np.mean([np.abs(np.fft.fftshift(np.fft.fft2(to_grey(img)))) for img in crops], axis=0)

@@ -41,7 +41,7 @@ _IDS: list[str] = []
 
 
 def load_crops(data: Path, n: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    from robusteval.data.decode import load_rgb, resize_center_crop
+    from robusteval.datasets.decode import load_rgb, resize_center_crop
 
     with open(data / "labels.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))[:n]
@@ -66,7 +66,7 @@ def _jpeg85(img: np.ndarray) -> np.ndarray:
 
 def corrupt_task(name: str, severity: int, released_jpeg: bool) -> tuple[str, int, np.ndarray, float, float]:
     """Corrupt every crop with set ``name`` at ``severity``: (name, severity, images, MAD, seconds)."""
-    from robusteval.corruptions.spec import get_spec
+    from robusteval.corrupt.spec import get_spec
     from robusteval.seeding import derive_seed
 
     assert _CROPS is not None
@@ -271,7 +271,7 @@ def main() -> None:
 
     import torch
 
-    from robusteval.corruptions.spec import suite_sets
+    from robusteval.corrupt.spec import suite_sets
 
     torch.set_num_threads(max(1, args.threads))
     sets = [s for s in suite_sets("imagenet-c") if not args.sets or s.name in args.sets]
@@ -281,7 +281,7 @@ def main() -> None:
         "images": len(ids),
         "released_jpeg": args.released_jpeg,
         "clean_top1": top1(model, crops, labels),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "env": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "sets": {},
     }

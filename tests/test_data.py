@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from robusteval.data.decode import BadImage, load_rgb, resize_center_crop
-from robusteval.data.imagenet import class_names, wnid_to_index, wnids
-from robusteval.data.layouts import LAYOUTS, read_dataset, sample_per_class
+from robusteval.datasets.decode import BadImage, load_rgb, resize_center_crop
+from robusteval.datasets.imagenet import class_names, wnid_to_index, wnids
+from robusteval.datasets.layouts import LAYOUTS, read_dataset, sample_per_class
 from robusteval.errors import UserError
 from tests.badcorpus import CASES, build_bad_corpus
 
@@ -157,7 +157,7 @@ def test_real_shared_layouts(val1300, sample1000, mvh16):
 
 
 def test_sixteen_class_mapping_matches_the_published_lists():
-    from robusteval.data.sixteen import CATEGORIES16, category_indices
+    from robusteval.datasets.sixteen import CATEGORIES16, category_indices
 
     idx = category_indices()
     assert tuple(idx) == CATEGORIES16

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robusteval.corruptions import OPS, load_ops
-from robusteval.corruptions import imagenet_c_kernels as K
-from robusteval.corruptions.spec import suite_sets
+from robusteval.corrupt.reference import OPS, load_ops
+from robusteval.corrupt.reference import imagenet_c_kernels as K
+from robusteval.corrupt.spec import suite_sets
 
 load_ops()
-from robusteval.report.references import ALEXNET_ERRORS  # noqa: E402
+from robusteval.references import ALEXNET_ERRORS  # noqa: E402
 
 SETS = suite_sets("imagenet-c")
 CASES = [(s, sev) for s in SETS for sev in s.severities]
@@ -51,7 +51,7 @@ SYNTH = _synthetic()
 
 @pytest.fixture(scope="module")
 def real_crops(val1300: Path) -> list[np.ndarray]:
-    from robusteval.data.decode import load_rgb, resize_center_crop
+    from robusteval.datasets.decode import load_rgb, resize_center_crop
 
     with open(val1300 / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -234,7 +234,7 @@ def test_zoom_blur_uses_numpys_float_arange():
 
 
 def test_frost_textures_are_seeded_and_match_reference_statistics():
-    from robusteval.corruptions.imagenet_c_frost import FROST_STYLES, frost_texture
+    from robusteval.corrupt.reference.imagenet_c_frost import FROST_STYLES, frost_texture
 
     tex = frost_texture(3)
     again = frost_texture.__wrapped__(3)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import robusteval.corruptions.parametric_ops as pm
-from robusteval.corruptions import OPS
-from robusteval.corruptions.spec import load_specs
-from robusteval.data.decode import load_rgb, resize_center_crop
+import robusteval.corrupt.reference.parametric as pm
+from robusteval.corrupt.reference import OPS
+from robusteval.corrupt.spec import load_specs
+from robusteval.datasets.decode import load_rgb, resize_center_crop
 
 SUITES = ("frequency", "ood-parametric")
 CELLS = [(s.name, sev) for s in load_specs().values() if s.suite in SUITES for sev in s.severities]

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from robusteval.report import metrics
-from robusteval.report.references import ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS
+from robusteval import metrics
+from robusteval.references import ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS
 
 
 def test_topk_accuracy_ignores_unknown_labels():

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from robusteval.errors import UserError
-from robusteval.ops import selective_scan as ss
+from robusteval.models.kernels import scan as ss
 
 
 def naive_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
@@ -187,9 +187,9 @@ assert os.environ.get("TRITON_INTERPRET") == "1"
 sys.path.insert(0, {tests!r})
 import torch
 from test_scan import random_cross_inputs, rel
-from robusteval.ops import selective_scan as ss
-from robusteval.ops import scan_triton
-from robusteval.ops.scan_triton import cross_selective_scan_triton
+from robusteval.models.kernels import scan as ss
+from robusteval.models.kernels import triton_scan as scan_triton
+from robusteval.models.kernels.triton_scan import cross_selective_scan_triton
 
 out = {{}}
 
@@ -286,7 +286,7 @@ def test_triton_kernel_under_interpreter_matches_reference():
 
 
 def test_launch_config_text_round_trips_and_covers_every_shape():
-    st = pytest.importorskip("robusteval.ops.scan_triton")
+    st = pytest.importorskip("robusteval.models.kernels.triton_scan")
     for text in ("v2:g32-w8-r2-p0-m96-dp-xs-yx", "img:g16-w4-dc-xc-yc", "v1:g16-w2-fma"):
         kernel, cfg = st.parse_config(text)
         assert st.parse_config(st.format_config(kernel, cfg)) == (kernel, cfg)

@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 
-from robusteval.ops import scan_triton
-from robusteval.ops import selective_scan as ss
+from robusteval.models.kernels import scan as ss
+from robusteval.models.kernels import triton_scan as scan_triton
 
 pytestmark = [
     pytest.mark.gpu,

@@ -11,14 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from robusteval.data.imagenet import wnid_to_index, wnids
-from robusteval.data.manifest import read_records
+from robusteval.corrupt.trees import tree_sets
+from robusteval.datasets.imagenet import wnid_to_index, wnids
+from robusteval.datasets.items import Head
+from robusteval.datasets.labelspace import LABEL_SPACES, get_label_space
+from robusteval.datasets.ood import OOD_SETS, ood_sets
 from robusteval.errors import UserError
+from robusteval.jsonl import read_records
+from robusteval.runs import Preds, RunStore, cell_id
 from robusteval.score.engine import cell_metrics, expected_calibration_error
-from robusteval.score.labelspace import LABEL_SPACES, get_label_space
 from robusteval.score.preprocess import apply_view, make_view, normalize
-from robusteval.score.records import Preds, RunStore, cell_id
-from robusteval.score.sets import OOD_SETS, Head, ood_sets, parse_pairs, tree_sets
+from robusteval.score.sets import parse_pairs
 
 # --- label spaces ------------------------------------------------------------------------------
 
@@ -55,7 +58,7 @@ def test_subset_spaces_are_the_official_200():
 
 
 def test_modelvshuman16_is_mean_probability_per_category():
-    from robusteval.data.sixteen import CATEGORIES16, category_indices
+    from robusteval.datasets.sixteen import CATEGORIES16, category_indices
 
     space = get_label_space("modelvshuman16")
     cats = category_indices()
@@ -221,7 +224,7 @@ def test_ood_layouts(tmp_path):
 
 
 def test_mvh_folders_and_labels_csv(tmp_path):
-    from robusteval.data.sixteen import CATEGORIES16
+    from robusteval.datasets.sixteen import CATEGORIES16
 
     _png(tmp_path / "m" / "edges" / "dog" / "dog1.png")
     _png(tmp_path / "m" / "edges" / "oven" / "oven1.png")

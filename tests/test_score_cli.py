@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from robusteval.cli import app
-from robusteval.data.imagenet import wnids
-from robusteval.score.labelspace import get_label_space
-from robusteval.score.records import TIMING_FIELDS, Preds, RunStore
+from robusteval.datasets.imagenet import wnids
+from robusteval.datasets.labelspace import get_label_space
+from robusteval.runs import TIMING_FIELDS, Preds, RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "mobilenet_v2"
@@ -62,7 +62,7 @@ def _rows(val1300: Path) -> list[dict]:
 def workspace(val1300, tmp_path_factory):
     """12 real val images, a corrupted tree of them, a fake ImageNet-R and 16 mvh stimuli."""
     _need_weights()
-    from robusteval.corrupt import run_corrupt
+    from robusteval.corrupt.stage import run_corrupt
 
     root = tmp_path_factory.mktemp("score")
     rows = _rows(val1300)
@@ -231,14 +231,16 @@ def test_onthefly_torch_hook_matches_the_tree(workspace, tmp_path, monkeypatch):
     """Registered batched torch ops run on decoded clean crops (decoded once, then cached)."""
     import torch
 
+    from robusteval import seeding
+    from robusteval.corrupt import batched
     from robusteval.registry import Registry
-    from robusteval.score import loader, onthefly
+    from robusteval.score import loader
     from robusteval.score.engine import ScoreRequest, run_score
 
     ws = workspace
     ops = Registry("batched torch op")
-    monkeypatch.setattr(onthefly, "BATCH_OPS", ops)
-    monkeypatch.setattr(onthefly, "BATCH_OP_MODULES", [])
+    monkeypatch.setattr(batched, "BATCH_OPS", ops)
+    monkeypatch.setattr(batched, "BATCH_OP_MODULES", [])
     seen = []
 
     @ops.register("iaa_invert")
@@ -262,11 +264,11 @@ def test_onthefly_torch_hook_matches_the_tree(workspace, tmp_path, monkeypatch):
         )
     )
     assert len(decoded) == 2 * ws["n"]  # clean pass + one pass filling the crop cache for both sets
-    from robusteval.data.layouts import read_dataset
+    from robusteval.datasets.layouts import read_dataset
 
     ids = [s.id for s in read_dataset(ws["data"]).samples]
     # the corrupt stage's per-image seeds, in item order
-    assert sum(seen, []) == onthefly.image_seeds(seed=0, set_name="invert", severity=1, ids=ids).tolist()
+    assert sum(seen, []) == seeding.image_seeds(seed=0, set_name="invert", severity=1, ids=ids).tolist()
     run_score(ScoreRequest(run="tree", sets_dir=ws["tree"], **common))
     fly, tree = _by_cell(RunStore(tmp_path, "torch")), _by_cell(RunStore(tmp_path, "tree"))
     for name in ("invert", "fliplr"):

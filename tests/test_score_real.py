@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from robusteval.errors import UserError
+from robusteval.runs import Preds
 from robusteval.score.engine import ScoreRequest, run_score
-from robusteval.score.records import Preds
 
 
 def _need_weights() -> None:

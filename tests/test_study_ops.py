@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import robusteval.corruptions.study_ops as study_ops
-from robusteval.corruptions import OPS
-from robusteval.corruptions.spec import load_specs
-from robusteval.data.decode import load_rgb, resize_center_crop
+import robusteval.corrupt.reference.study as study_ops
+from robusteval.corrupt.reference import OPS
+from robusteval.corrupt.spec import load_specs
+from robusteval.datasets.decode import load_rgb, resize_center_crop
 
 STUDY_NAMES = [
     "additive_gaussian_noise", "affine", "crop", "hue_saturation", "crop_and_pad", "cutout", "dropout",

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from robusteval.score.onthefly import BATCH_OPS, load_batch_ops
+from robusteval.corrupt.batched import BATCH_OPS, load_batch_ops
 
 load_batch_ops()
 OP_NAMES = sorted(BATCH_OPS.names())
 
 
 def _spec_params():
-    from robusteval.corruptions.spec import load_specs
+    from robusteval.corrupt.spec import load_specs
 
     specs = load_specs()
     specs = specs.values() if isinstance(specs, dict) else specs
@@ -34,7 +34,7 @@ def _tiny(n: int = 3, size: int = 40) -> torch.Tensor:
 
 
 def test_every_study_op_is_registered():
-    from robusteval.score.onthefly import has_batch_op
+    from robusteval.corrupt.batched import has_batch_op
 
     study = set(_spec_params())
     assert study - set(OP_NAMES) == set()
@@ -57,7 +57,7 @@ def test_contract_all_severities(op):
         assert torch.equal(out, fn(x, seeds=seeds, **params))
         alone = fn(x[2:3], seeds=seeds[2:3], **params)
         assert torch.equal(out[2:3], alone)
-    from robusteval.corruptions.study_ops import STUDY_OPS
+    from robusteval.corrupt.reference.study import STUDY_OPS
 
     name = op.removeprefix("iaa_")
     if name not in STUDY_OPS or STUDY_OPS[name].random:
@@ -69,7 +69,7 @@ def test_contract_all_severities(op):
 def test_gaussian_blur_per_image_sigma_is_the_fixed_sigma_blur():
     """A ``[lo, hi]`` sigma blurs each image as the fixed-sigma path does with its drawn sigma
     (one batched matmul pair with per-image banded matrices; kernel sizes differ per image)."""
-    from robusteval.ops import torch_corruptions_rng as rng
+    from robusteval.corrupt.batched import rng
 
     fn = BATCH_OPS.get("iaa_gaussian_blur").fn
     x = _tiny(6, 48)
@@ -82,7 +82,7 @@ def test_gaussian_blur_per_image_sigma_is_the_fixed_sigma_blur():
 
 
 def test_rng_is_uniform_and_normal():
-    from robusteval.ops import torch_corruptions_rng as rng
+    from robusteval.corrupt.batched import rng
 
     seeds = torch.arange(4, dtype=torch.int64) * 7919
     u = rng.uniform(seeds, (20000,), stream=3)
@@ -97,7 +97,7 @@ def test_rng_is_uniform_and_normal():
 
 @pytest.fixture(scope="module")
 def crops(val1300: Path) -> np.ndarray:
-    from robusteval.data.decode import load_rgb, resize_center_crop
+    from robusteval.datasets.decode import load_rgb, resize_center_crop
 
     paths = sorted((val1300 / "images").glob("*"))[:2]
     return np.stack([resize_center_crop(load_rgb(p), resize=256, crop=224) for p in paths])
@@ -154,7 +154,7 @@ def _close(ref: np.ndarray, out: np.ndarray, *, min_within2: float = 0.99) -> tu
 
 @pytest.mark.parametrize("case", EXACT, ids=lambda c: f"{c[2]}-{list(c[3].values())[0]}")
 def test_exact_ops_match_imgaug(crops, case):
-    from robusteval.corruptions.study_ops import run_imgaug
+    from robusteval.corrupt.reference.study import run_imgaug
 
     augmenter, iparams, op, tparams = case
     ref = np.stack([run_imgaug(augmenter, im, seed=i, params=iparams) for i, im in enumerate(crops)])
@@ -168,7 +168,7 @@ def test_perspective_matches_imgaug_at_fixed_jitter(crops):
     import imgaug.augmenters as iaa
     import imgaug.parameters as iap
 
-    from robusteval.ops.torch_corruptions import perspective_from_jitter
+    from robusteval.corrupt.batched.ops import perspective_from_jitter
 
     jitter = np.array([0.05, -0.08, 0.11, 0.02, -0.03, 0.09, 0.07, -0.12])
     aug = iaa.PerspectiveTransform(scale=0.1, keep_size=True)
@@ -180,8 +180,8 @@ def test_perspective_matches_imgaug_at_fixed_jitter(crops):
 
 @pytest.mark.parametrize("px", [[-10, -20, -5, -33], [12, -7, 20, -3], [5, 5, 5, 5]])
 def test_crop_and_pad_matches_reference_at_fixed_pixels(crops, px):
-    from robusteval.corruptions.study_ops import crop_and_pad_px as ref_op
-    from robusteval.ops.torch_corruptions import crop_and_pad_px
+    from robusteval.corrupt.batched.ops import crop_and_pad_px
+    from robusteval.corrupt.reference.study import crop_and_pad_px as ref_op
 
     ref = np.stack([ref_op(im, np.array(px)) for im in crops])
     out = crop_and_pad_px(_nchw(crops), torch.tensor(px).view(1, 4).expand(len(crops), 4))
@@ -242,7 +242,7 @@ def test_kernel_count_does_not_grow_with_the_batch():
     """
     from torch.profiler import ProfilerActivity, profile
 
-    from robusteval.ops import torch_jpeg
+    from robusteval.corrupt.batched import jpeg as torch_jpeg
 
     def count(call, n: int) -> int:
         x = torch.randint(
@@ -288,7 +288,7 @@ def _host_jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
 
 def test_torch_jpeg_is_libjpeg_on_synthetic_images():
     """The tensor codec gives libjpeg's bytes exactly (any quality, non-square, flat and busy)."""
-    from robusteval.ops.torch_jpeg import jpeg_roundtrip
+    from robusteval.corrupt.batched.jpeg import jpeg_roundtrip
 
     g = torch.Generator().manual_seed(3)
     noise = torch.randint(0, 256, (3, 3, 48, 80), dtype=torch.uint8, generator=g)
@@ -305,8 +305,8 @@ def test_torch_jpeg_is_libjpeg_on_synthetic_images():
 
 def test_torch_jpeg_is_libjpeg_and_pil_on_real_crops(crops):
     """Bit-exact with torchvision's libjpeg at every ladder quality, and with imgaug (PIL)."""
-    from robusteval.corruptions.study_ops import run_imgaug
-    from robusteval.ops.torch_jpeg import jpeg_roundtrip
+    from robusteval.corrupt.batched.jpeg import jpeg_roundtrip
+    from robusteval.corrupt.reference.study import run_imgaug
 
     x = _nchw(crops)
     for q in JPEG_QUALITIES:
@@ -326,7 +326,7 @@ def test_hsv_conversions_are_opencv_bit_for_bit():
     path (the one imgaug's 224x224 images take)."""
     import cv2
 
-    from robusteval.ops.torch_corruptions import _hsv_to_rgb_cv2, _rgb_to_hsv_cv2
+    from robusteval.corrupt.batched.ops import _hsv_to_rgb_cv2, _rgb_to_hsv_cv2
 
     rs = np.random.RandomState(0)
     special = np.array(
@@ -355,7 +355,7 @@ def test_piecewise_affine_matches_imgaug_at_fixed_jitter(crops, scale, rows, col
     import imgaug.augmenters as iaa
     import imgaug.parameters as iap
 
-    from robusteval.ops.torch_corruptions import piecewise_affine_from_jitter
+    from robusteval.corrupt.batched.ops import piecewise_affine_from_jitter
 
     jitter = np.random.RandomState(rows * 10 + cols).normal(0, scale, (rows * cols, 2))
     aug = iaa.PiecewiseAffine(scale=scale, nb_rows=rows, nb_cols=cols)
@@ -387,7 +387,7 @@ def _clipped_displacement(jitter: np.ndarray, h: int, w: int, rows: int, cols: i
 def test_piecewise_jitter_matches_imgaug_in_distribution():
     """Control-point displacements (pixels, after the border clip) over 400 images per severity:
     mean |move|, RMS move and the clipped fraction agree with imgaug's draws (5% / 0.02)."""
-    from robusteval.ops.torch_corruptions import piecewise_jitter
+    from robusteval.corrupt.batched.ops import piecewise_jitter
 
     spec = _spec_params()["iaa_piecewise_affine"]
     h = w = 224
@@ -412,9 +412,9 @@ def test_piecewise_affine_matches_imgaug_in_distribution(crops):
     clean image and the mean per-pixel displacement agree with imgaug's within 10% (measured: 0-4%),
     and both grow
     with severity."""
-    from robusteval.corruptions.study_ops import STUDY_OPS
-    from robusteval.ops.torch_corruptions import piecewise_jitter
-    from robusteval.ops.torch_corruptions_geom import mesh_grid, mesh_tables
+    from robusteval.corrupt.batched.geometry import mesh_grid, mesh_tables
+    from robusteval.corrupt.batched.ops import piecewise_jitter
+    from robusteval.corrupt.reference.study import STUDY_OPS
 
     spec = _spec_params()["iaa_piecewise_affine"]
     small = np.ascontiguousarray(crops[:, ::2, ::2])
@@ -466,13 +466,13 @@ def test_piecewise_affine_costs_a_real_model_what_imgaug_costs(val1300):
     per-image seeds the scorer uses) at severity 4: within 3.5 points (two independent random
     corruptions of 240 images differ by ~1.5 points, one standard deviation). The GPU benchmark
     (scripts/bench_onthefly.py) measures the same on 1,300 images."""
-    from robusteval.corruptions.spec import get_spec
-    from robusteval.data.decode import load_rgb, resize_center_crop
-    from robusteval.data.layouts import read_dataset
+    from robusteval.corrupt.spec import get_spec
+    from robusteval.datasets.decode import load_rgb, resize_center_crop
+    from robusteval.datasets.layouts import read_dataset
     from robusteval.errors import UserError
     from robusteval.models.factory import create_model
-    from robusteval.score.onthefly import image_seeds
     from robusteval.score.preprocess import apply_view, make_view, normalize
+    from robusteval.seeding import image_seeds
 
     try:
         model = create_model("mobilenet_v2")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robusteval.score.onthefly import BATCH_OPS, load_batch_ops
+from robusteval.corrupt.batched import BATCH_OPS, load_batch_ops
 
 pytestmark = [
     pytest.mark.gpu,
@@ -17,7 +17,7 @@ load_batch_ops()
 
 @pytest.mark.parametrize("op", sorted(BATCH_OPS.names()))
 def test_cuda_matches_cpu(op):
-    from robusteval.corruptions.spec import load_specs
+    from robusteval.corrupt.spec import load_specs
 
     specs = load_specs()
     specs = specs.values() if isinstance(specs, dict) else specs
@@ -45,7 +45,7 @@ def test_cuda_jpeg_is_the_host_libjpeg():
     encoder hard-codes 4:4:4 chroma where PIL/libjpeg use 4:2:0, which put it ~7 grey levels
     off). Integer arithmetic plus float64 GEMMs on integers below 2**53 are exact on the GPU too,
     so the bytes must equal the host libjpeg path's (CPU op), at every severity."""
-    from robusteval.corruptions.spec import get_spec
+    from robusteval.corrupt.spec import get_spec
 
     spec = get_spec("jpeg_compression")
     fn = BATCH_OPS.get(spec.op).fn
@@ -61,7 +61,7 @@ def test_cuda_jpeg_is_the_host_libjpeg():
 @pytest.mark.parametrize("op", sorted(BATCH_OPS.names()))
 def test_ops_never_wait_on_the_host(op):
     """No op synchronises with the host once its per-device constants exist (second call)."""
-    from robusteval.corruptions.spec import load_specs
+    from robusteval.corrupt.spec import load_specs
 
     specs = load_specs()
     specs = specs.values() if isinstance(specs, dict) else specs

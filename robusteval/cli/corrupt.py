@@ -42,7 +42,7 @@ def corrupt(
     verify: Annotated[bool, typer.Option(help="re-hash finished outputs before skipping them")] = True,
 ) -> None:
     """Corrupt val images with registered transformations at chosen severities (resumable)."""
-    from robusteval.corrupt import run_corrupt
+    from robusteval.corrupt.stage import run_corrupt
 
     with user_errors():
         bar: dict = {}

@@ -24,7 +24,7 @@ def _fmt_params(params: dict) -> str:
 
 
 def _transforms_table(suite: str | None) -> Table:
-    from robusteval.corruptions.spec import load_specs
+    from robusteval.corrupt.spec import load_specs
 
     specs = [s for s in load_specs().values() if suite in (None, s.suite)]
     width = max((len(s.levels) for s in specs), default=5)
@@ -45,7 +45,7 @@ def _transforms_table(suite: str | None) -> Table:
 
 
 def _suites_table() -> Table:
-    from robusteval.corruptions.spec import load_specs, suites
+    from robusteval.corrupt.spec import load_specs, suites
 
     table = Table(title="suites")
     for col in ("suite", "sets", "levels", "members"):

@@ -100,7 +100,7 @@ def score(
     with user_errors():
         names = split_names(transforms)
         if suite:
-            from robusteval.corruptions.spec import suite_sets
+            from robusteval.corrupt.spec import suite_sets
 
             names += [s.name for s in suite_sets(suite) if s.name not in names]
         model_names = split_names(models)

@@ -11,7 +11,7 @@ and ``token_label=False``, so there is no head). Parameter names follow upstream
 
 ``attn.mamba`` is mamba-ssm's ``Mamba`` (``in_proj``, ``conv1d``, ``x_proj``, ``dt_proj``, ``A_log``,
 ``D``, ``out_proj``) with d_state 64, conv width 4, expand 2. Its selective scan goes through
-:func:`robusteval.ops.selective_scan.selective_scan` (``scan_backend``); the causal depthwise conv
+:func:`robusteval.models.kernels.scan.selective_scan` (``scan_backend``); the causal depthwise conv
 uses causal-conv1d's CUDA kernel when it is importable and the input is on a GPU.
 
 Upstream's LayerNorms differ in epsilon; we keep each one's:
@@ -113,7 +113,7 @@ class MambaMixer(nn.Module):
         return F.silu(self.conv1d(x)[..., : x.shape[-1]])
 
     def forward(self, hidden: Tensor) -> Tensor:
-        from robusteval.ops.selective_scan import selective_scan
+        from robusteval.models.kernels.scan import selective_scan
 
         length = hidden.shape[1]
         x, z = self.in_proj(hidden).transpose(1, 2).chunk(2, dim=1)  # (B, d_inner, L) each

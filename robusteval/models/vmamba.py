@@ -14,7 +14,7 @@ Upstream's ``ln2d`` (channel-first) and ``ln`` (channel-last) variants compute t
 with the same keys, so both load here.
 
 The selective scan itself (4-direction cross-scan, softplus(dt + bias) discretisation, the scan,
-the D skip and the cross-merge) is :func:`robusteval.ops.selective_scan.cross_selective_scan`;
+the D skip and the cross-merge) is :func:`robusteval.models.kernels.scan.cross_selective_scan`;
 ``scan_backend`` picks its implementation.
 """
 
@@ -32,8 +32,8 @@ from timm.layers import DropPath, trunc_normal_
 from torch import nn
 
 from robusteval.models import vmamba_ckpt  # noqa: F401  (registers the "vmamba" checkpoint converter)
+from robusteval.models.kernels.scan import cross_selective_scan
 from robusteval.models.registry import DataConfig, ModelCard, register_model
-from robusteval.ops.selective_scan import cross_selective_scan
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "silu": nn.SiLU,

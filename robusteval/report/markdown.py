@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from robusteval.references import ALEXNET_CLEAN_ERROR, ALEXNET_SOURCE, CLIP_MAMBA, SEED_STUDY
 from robusteval.report.gates import GateResult
 from robusteval.report.records import CORRUPTION_SUITES, CURVE_SUITES, MAIN_LABEL_SPACE, suite_rank
-from robusteval.report.references import ALEXNET_CLEAN_ERROR, ALEXNET_SOURCE, CLIP_MAMBA, SEED_STUDY
 from robusteval.report.tables import Tables
 
 DASH = "—"

@@ -45,8 +45,8 @@ class SetInfo:
 
 
 def spec_info() -> dict[str, SetInfo]:
-    """Set facts from the installed set specs (``robusteval.corruptions.spec.load_specs``)."""
-    from robusteval.corruptions.spec import load_specs
+    """Set facts from the installed set specs (``robusteval.corrupt.spec.load_specs``)."""
+    from robusteval.corrupt.spec import load_specs
 
     out: dict[str, SetInfo] = {}
     for name, spec in load_specs().items():

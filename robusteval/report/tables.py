@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robusteval.report import metrics
+from robusteval import metrics
+from robusteval.references import CLIP_MAMBA_ZERO_SHOT, SEED_STUDY_FIGURES
 from robusteval.report.records import (
     CORRUPTION_SUITES,
     CURVE_SUITES,
@@ -27,7 +28,6 @@ from robusteval.report.records import (
     num,
     suite_rank,
 )
-from robusteval.report.references import CLIP_MAMBA_ZERO_SHOT, SEED_STUDY_FIGURES
 
 
 @dataclass(frozen=True)

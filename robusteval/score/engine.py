@@ -1,6 +1,6 @@
 """The score stage: models x sets → ``runs/<NAME>/records.jsonl`` + ``preds/*.npz``.
 
-:func:`run_score` lists the sets (:mod:`robusteval.score.sets`), drops the cells a previous run
+:func:`run_score` lists the sets (:mod:`robusteval.score.sets`, :mod:`robusteval.datasets`, :mod:`robusteval.corrupt.trees`), drops the cells a previous run
 already finished, loads only the models that still have work, then makes one pass per set with
 pending cells. In a pass every image is decoded once (:mod:`robusteval.score.loader`); each distinct
 model view of the batch is made once on the device; every model runs on it; each cell collects
@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from robusteval.datasets.items import Head, ScoreSet
+from robusteval.devices import device_label, device_versions, host_to_device, resolve_device
 from robusteval.errors import UserError
+from robusteval.runs import SCHEMA, Preds, RunStore, cell_id
 from robusteval.score.loader import iter_batches
-from robusteval.score.records import SCHEMA, Preds, RunStore, cell_id
 from robusteval.score.runner import AMP_MODES, ResidentModel, default_amp
-from robusteval.score.sets import Head, ScoreSet
 
 ECE_BINS = 15
 
@@ -109,30 +110,33 @@ def cell_metrics(preds: Preds, *, num_classes: int) -> dict[str, float | None]:
 
 def build_sets(req: ScoreRequest, *, notify: Callable[[str], None]) -> list[ScoreSet]:
     """Every set the request names, in scoring order: clean, trees, OOD, on the fly."""
-    from robusteval.score import sets as S
+    from robusteval.corrupt.trees import tree_sets
+    from robusteval.datasets.items import clean_set
+    from robusteval.datasets.ood import ood_sets as read_ood
+    from robusteval.score.sets import onthefly_sets
 
     ood_sets: list[ScoreSet] = []
     clean_heads: list[str] = []
     for name, root in req.ood:
-        found, heads = S.ood_sets(name, Path(root))
+        found, heads = read_ood(name, Path(root))
         ood_sets += found
         clean_heads += [h for h in heads if h not in clean_heads]
     out: list[ScoreSet] = []
     clean = None
     if req.data is not None:
-        clean = S.clean_set(req.data, labels=req.labels, extra_heads=clean_heads)
+        clean = clean_set(req.data, labels=req.labels, extra_heads=clean_heads)
         out.append(clean)
     elif clean_heads:
         notify(f"pass --data VAL_DIR to also score the clean val on {', '.join(clean_heads)}")
     if req.sets_dir is not None:
-        out += S.tree_sets(req.sets_dir)
+        out += tree_sets(req.sets_dir)
     out += ood_sets
     if req.transforms:
         if clean is None:
             raise UserError(
                 "--transforms corrupts clean images on the fly and needs them", hint="add --data VAL_DIR"
             )
-        out += S.onthefly_sets(
+        out += onthefly_sets(
             clean,
             transforms=req.transforms,
             severities=req.severities,
@@ -161,39 +165,6 @@ class _Pass:
     jobs: range = range(0)
     fill_cache: bool = False  # on-the-fly: keep the clean crops this pass decodes
     from_cache: bool = False
-
-
-def _resolve_device(device: str | None) -> str:
-    import torch
-
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA device is visible here", hint="use --device cpu")
-    if not device.startswith(("cuda", "cpu")):
-        raise UserError(f"--device {device!r}: expected cuda, cuda:N or cpu")
-    return device
-
-
-def _device_label(device: str) -> str:
-    import torch
-
-    if device.startswith("cuda"):
-        dev = torch.device(device)
-        index = dev.index if dev.index is not None else torch.cuda.current_device()
-        return f"cuda:{index} {torch.cuda.get_device_name(index)}"
-    return "cpu"
-
-
-def _versions(device: str) -> dict[str, str]:
-    import torch
-
-    from robusteval.provenance import versions
-
-    out = versions()
-    if device.startswith("cuda"):
-        out["cuda"] = str(torch.version.cuda)
-    return out
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -232,7 +203,7 @@ def run_score(
     for name in req.models:
         resolve(name)
         check_weights(req.weights.get(name, "default"))
-    device = _resolve_device(req.device)
+    device = resolve_device(req.device)
     amp = req.amp or default_amp(device)
     if amp not in AMP_MODES:
         raise UserError(f"--amp {amp!r}: expected one of {', '.join(AMP_MODES)}")
@@ -273,8 +244,8 @@ def run_score(
                     on_total(sum(len(p.set.items) for p in passes))
                 ctx = _Context(
                     req=req, store=store, device=device, amp=amp, models=models, notify=notify,
-                    progress=progress or (lambda n: None), summary=summary, versions=_versions(device),
-                    device_label=_device_label(device),
+                    progress=progress or (lambda n: None), summary=summary, versions=device_versions(device),
+                    device_label=device_label(device),
                 )  # fmt: skip
                 _execute(passes, batches, ctx)
         finally:
@@ -428,10 +399,10 @@ class _Acc:
 
 def _run_pass(p: _Pass, batches: Iterator, ctx: _Context) -> None:
 
-    from robusteval.score.labelspace import get_label_space
-    from robusteval.score.loader import host_to_device
-    from robusteval.score.onthefly import apply_batch_op, image_seeds
+    from robusteval.corrupt.batched import apply_batch_op
+    from robusteval.datasets.labelspace import get_label_space
     from robusteval.score.preprocess import apply_view
+    from robusteval.seeding import image_seeds
 
     s = p.set
     t0 = time.perf_counter()
@@ -519,7 +490,7 @@ def _preprocess_text(p: _Pass, model: ResidentModel, decoders: set[str]) -> str:
 
 
 def _write_cell(c: _Cell, p: _Pass, acc: _Acc, *, skips, members, decoders, seconds, n_images, ctx) -> None:
-    from robusteval.score.labelspace import get_label_space
+    from robusteval.datasets.labelspace import get_label_space
 
     s = p.set
     model = ctx.models[c.model]

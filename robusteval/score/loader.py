@@ -5,7 +5,7 @@ All sets of a score run form one flat list of :class:`Job` (a batch of item posi
 decoding across set boundaries and the device never waits at the start of a set.
 
 - Worker processes (``workers`` > 0; 0 decodes in-process) read and decode with PIL
-  (:func:`robusteval.data.decode.load_rgb`: any mode, decompression-bomb guard, one-line
+  (:func:`robusteval.datasets.decode.load_rgb`: any mode, decompression-bomb guard, one-line
   :class:`BadImage` reasons). Same-sized batches are stacked to one uint8 NCHW tensor; with a CUDA
   device the DataLoader pins it so the host→device copy is asynchronous.
 - With ``gpu_jpeg`` (CUDA only), workers only read the bytes of baseline RGB/grey JPEGs, packed into
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robusteval.data.decode import BadImage, load_rgb
+from robusteval.datasets.decode import BadImage, load_rgb
 
 Prepare = Callable[[np.ndarray, int], np.ndarray]
 
@@ -143,21 +143,6 @@ class _JobSet:
                 torch.frombuffer(blob, dtype=torch.uint8) if blob else torch.empty(0, dtype=torch.uint8)
             )
         return out
-
-
-def host_to_device(array, device):
-    """A small host array/tensor on ``device`` without a blocking copy.
-
-    A plain ``torch.as_tensor(x, device='cuda')`` copies from pageable memory and waits for every
-    kernel queued before it, which would stall the pipeline once per batch; pinning first makes
-    the copy asynchronous (the caching host allocator makes the pinning cheap).
-    """
-    import torch
-
-    t = torch.as_tensor(array)
-    if str(device).startswith("cuda"):
-        return t.pin_memory().to(device, non_blocking=True)
-    return t
 
 
 def _chw(img: np.ndarray):

@@ -13,45 +13,20 @@ crop 224 → the set's op at a severity, with the per-image seed
           cached and reused for every set); seeds: int64 [n], one per image → new uint8 NCHW.'''
 
   Modules listed in :data:`BATCH_OP_MODULES` are imported on first use (absent ones are skipped).
-- ``imgaug``: the reference op of ``robusteval.corruptions`` applied per image in the decode
+- ``imgaug``: the reference op of ``robusteval.corrupt.reference`` applied per image in the decode
   workers (CPU); byte-identical to scoring the materialised tree.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from robusteval.registry import Registry
-
-BATCH_OPS: Registry = Registry("batched torch op")
-
-#: Modules that register batched torch ops; importing one registers its ops.
-BATCH_OP_MODULES: list[str] = ["robusteval.ops.torch_corruptions"]
+from robusteval.corrupt.batched import has_batch_op
 
 IMPLS = ("auto", "torch", "imgaug")
 BASE_RESIZE, BASE_CROP = 256, 224
-
-
-def register_batch_op(op: str, **meta):
-    """Decorator: register ``fn(images, *, seeds, **params) -> images`` for the op named ``op``."""
-    return BATCH_OPS.register(op, **meta)
-
-
-def load_batch_ops() -> None:
-    for mod in BATCH_OP_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as err:
-            if err.name != mod:
-                raise
-
-
-def has_batch_op(op: str) -> bool:
-    load_batch_ops()
-    return op in BATCH_OPS
 
 
 def resolve_impl(op: str, impl: str) -> str:
@@ -70,13 +45,6 @@ def resolve_impl(op: str, impl: str) -> str:
     return impl
 
 
-def image_seeds(*, seed: int, set_name: str, severity: int, ids) -> np.ndarray:
-    """int64 per-image seeds, the same the corrupt stage uses for these outputs."""
-    from robusteval.seeding import derive_seed
-
-    return np.asarray([derive_seed(seed, set_name, severity, i) for i in ids], dtype=np.int64)
-
-
 @dataclass(frozen=True)
 class CropAndCorrupt:
     """Worker-side ``prepare``: 224 center crop, then (if ``set_name``) the imgaug op of the set.
@@ -90,33 +58,13 @@ class CropAndCorrupt:
     seed: int = 0
 
     def __call__(self, image: np.ndarray, position: int) -> np.ndarray:
-        from robusteval.data.decode import resize_center_crop
+        from robusteval.datasets.decode import resize_center_crop
 
         crop = resize_center_crop(image, resize=BASE_RESIZE, crop=BASE_CROP)
         if self.set_name is None:
             return crop
-        from robusteval.corruptions.spec import get_spec
+        from robusteval.corrupt.spec import get_spec
         from robusteval.seeding import derive_seed
 
         item_seed = derive_seed(self.seed, self.set_name, self.severity, self.ids[position])
         return get_spec(self.set_name).apply(crop, severity=self.severity, seed=item_seed)
-
-
-def apply_batch_op(images, *, set_name: str, severity: int, seeds):
-    """Run the registered torch op of ``set_name`` at ``severity`` on uint8 NCHW ``images``."""
-    import torch
-
-    from robusteval.corruptions.spec import get_spec
-
-    spec = get_spec(set_name)
-    load_batch_ops()
-    fn = BATCH_OPS.get(spec.op).fn
-    from robusteval.score.loader import host_to_device
-
-    seeds_t = host_to_device(np.asarray(seeds, dtype=np.int64), images.device)
-    out = fn(images, seeds=seeds_t, **spec.params(severity))
-    if out.dtype != torch.uint8 or out.shape != images.shape:
-        raise RuntimeError(
-            f"batched op {spec.op} returned {out.dtype} {tuple(out.shape)} for {tuple(images.shape)}"
-        )
-    return out

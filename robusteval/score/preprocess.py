@@ -71,7 +71,8 @@ def apply_view(images, view: View):
     """
     import torch
 
-    from robusteval.score.loader import host_to_device, stack_images
+    from robusteval.devices import host_to_device
+    from robusteval.score.loader import stack_images
 
     if isinstance(images, torch.Tensor):
         return _view_stack(images, view)

@@ -31,8 +31,8 @@ import io
 
 import numpy as np
 
-from robusteval.corruptions import OPS
-from robusteval.corruptions import imagenet_c_kernels as K
+from robusteval.corrupt.reference import OPS
+from robusteval.corrupt.reference import imagenet_c_kernels as K
 
 _META = {"suite": "imagenet-c", "source": "Hendrycks & Dietterich 2019, make_imagenet_c.py"}
 
@@ -187,7 +187,7 @@ def snow(
 def frost(image: np.ndarray, *, seed: int, image_weight: float, frost_weight: float) -> np.ndarray:
     """``image_weight·image + frost_weight·texture`` (0..255) with a random crop of one of five
     procedural frost textures (see ``imagenet_c_frost``; the reference used photographs)."""
-    from robusteval.corruptions.imagenet_c_frost import FROST_STYLES, frost_texture
+    from robusteval.corrupt.reference.imagenet_c_frost import FROST_STYLES, frost_texture
 
     rng = np.random.RandomState(seed)
     h, w = image.shape[:2]

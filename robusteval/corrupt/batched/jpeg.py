@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from robusteval.ops.torch_corruptions_geom import device_cached
+from robusteval.corrupt.batched.geometry import device_cached
 
 # ITU-T T.81 Annex K tables (what jpeg_set_quality scales), natural (row-major) order.
 _LUMA = [

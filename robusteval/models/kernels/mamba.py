@@ -1,6 +1,6 @@
 """``mamba`` scan backend: mamba-ssm's CUDA ``selective_scan_fn`` (imported lazily; CUDA only).
 
-For :func:`~robusteval.ops.selective_scan.cross_selective_scan` the cross-scan reordering and the
+For :func:`~robusteval.models.kernels.scan.cross_selective_scan` the cross-scan reordering and the
 projections run in PyTorch around the kernel (upstream VMamba's ``v02`` dataflow). mamba-ssm returns
 its output in u's dtype; the cross path feeds it float32 (as upstream's ``oflex`` kernel outputs
 float32), because bf16 per-direction outputs round away the scan part next to the larger D skip.
@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from robusteval.ops.selective_scan import (
+from robusteval.models.kernels.scan import (
     SCAN_BACKENDS,
     BackendUnavailable,
     ScanOps,

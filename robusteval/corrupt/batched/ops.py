@@ -1,18 +1,18 @@
 """Batched torch versions of the study21 imgaug transformations, for on-the-fly scoring.
 
-Each op is registered in :data:`robusteval.score.onthefly.BATCH_OPS` under the spec's op name
+Each op is registered in :data:`robusteval.corrupt.batched.BATCH_OPS` under the spec's op name
 (``iaa_<set>``) as ``fn(images, *, seeds, **params) -> images``: ``images`` uint8 NCHW RGB on any
 device (never modified in place), ``seeds`` int64 [n] (one per image), ``params`` the set's
-params at a severity, with imgaug's meaning (see :mod:`robusteval.corruptions.study_ops`).
+params at a severity, with imgaug's meaning (see :mod:`robusteval.corrupt.reference.study`).
 
 Deterministic ops follow imgaug's arithmetic (OpenCV rounding, lookup-table truncation, reflect-101
 borders, libjpeg's integer codec) and match its output to within a grey level. Random ops draw their
 randomness from a counter-based hash of the per-image seed
-(:mod:`robusteval.ops.torch_corruptions_rng`), so they match imgaug in distribution, not pixel for
+(:mod:`robusteval.corrupt.batched.rng`), so they match imgaug in distribution, not pixel for
 pixel; the tests state the tolerances.
 
 Speed: every op is batch-wide. Per-image parameters are [n] device tensors, geometry is one
-``grid_sample`` per batch (:mod:`robusteval.ops.torch_corruptions_geom`), blurs are matmuls with
+``grid_sample`` per batch (:mod:`robusteval.corrupt.batched.geometry`), blurs are matmuls with
 banded matrices, and nothing in a call waits on the host (no ``.item()``/``.tolist()``, no
 host-to-device copies: small constants are cached per device). The number of kernels per call does
 not grow with the batch, which is what makes large GPU batches fast. The one exception is
@@ -27,9 +27,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from robusteval.ops import torch_corruptions_rng as rng
-from robusteval.ops import torch_jpeg
-from robusteval.ops.torch_corruptions_geom import (
+from robusteval.corrupt.batched import jpeg as torch_jpeg
+from robusteval.corrupt.batched import register_batch_op, rng
+from robusteval.corrupt.batched.geometry import (
     affine_grid_px,
     const,
     device_cached,
@@ -44,7 +44,6 @@ from robusteval.ops.torch_corruptions_geom import (
     separable_grid,
     to_uint8,
 )
-from robusteval.score.onthefly import register_batch_op
 
 _RAD = math.pi / 180.0
 
@@ -443,7 +442,7 @@ def cutout(
 def jpeg_compression(images: torch.Tensor, *, seeds: torch.Tensor, compression=50) -> torch.Tensor:
     """JPEG round trip at imgaug's quality ``round(1 + 99 (1 - compression / 101))`` (1..100).
 
-    On an accelerator: libjpeg's codec as tensor ops (:mod:`robusteval.ops.torch_jpeg`), bit-exact
+    On an accelerator: libjpeg's codec as tensor ops (:mod:`robusteval.corrupt.batched.jpeg`), bit-exact
     with PIL/libjpeg, per-image quality, no host round trip. On the CPU (or for sides not divisible
     by 16): the host's libjpeg through torchvision, which is faster there and gives the same bytes.
     """
@@ -700,7 +699,7 @@ def piecewise_affine_from_jitter(
     into ``[0, H-1] x [0, W-1]``; output pixel p samples the input at the image of p under the
     triangle-wise affine map sending the grid onto the moved points (qhull's Delaunay triangles of
     the grid, as scikit-image uses): a piecewise-linear displacement field, built for the whole
-    batch by :func:`~robusteval.ops.torch_corruptions_geom.mesh_grid`. Bilinear, ``cval`` outside,
+    batch by :func:`~robusteval.corrupt.batched.geometry.mesh_grid`. Bilinear, ``cval`` outside,
     rounded half to even (scikit-image's float64 → imgaug's uint8). An image whose jitter has no
     positive component is returned unchanged, as imgaug does.
     """

@@ -91,7 +91,7 @@ from typing import Any
 
 import torch
 
-from robusteval.ops.selective_scan import SCAN_BACKENDS, BackendUnavailable, ScanOps
+from robusteval.models.kernels.scan import SCAN_BACKENDS, BackendUnavailable, ScanOps
 
 LOG2E = 1.0 / math.log(2.0)
 
@@ -159,7 +159,7 @@ def _interpreting() -> bool:
 def _jit(name: str) -> Any:
     """The @triton.jit kernel ``name`` of scan_triton_kernels (imported on first use)."""
     if name not in _JIT:
-        from robusteval.ops import scan_triton_kernels
+        from robusteval.models.kernels import triton_kernels as scan_triton_kernels
 
         _JIT[name] = getattr(scan_triton_kernels, name)
     return _JIT[name]
@@ -299,7 +299,7 @@ def cross_selective_scan_triton(
     kernel: str | None = None,
     **overrides: Any,
 ) -> torch.Tensor:
-    """Fused forward of :func:`~robusteval.ops.selective_scan.cross_selective_scan` (d_state = 1).
+    """Fused forward of :func:`~robusteval.models.kernels.scan.cross_selective_scan` (d_state = 1).
 
     x: (B, D, H, W), any strides (SS2D passes a channels_last view). Returns float32 (B, D, H, W)
     whose memory follows x by default: a channels_last x gives a channels_last y, i.e. (B, H, W, D)

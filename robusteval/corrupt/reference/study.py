@@ -1,7 +1,7 @@
 """The 21 study transformations as imgaug augmenters (suite ``study21``).
 
 Each op is ``op(image, *, seed, **params) -> image`` on uint8 HWC RGB, registered in
-:data:`robusteval.corruptions.OPS` as ``iaa_<set name>`` (the prefix keeps them apart from the
+:data:`robusteval.corrupt.reference.OPS` as ``iaa_<set name>`` (the prefix keeps them apart from the
 ImageNet-C ops, which reuse names such as ``jpeg_compression`` and ``gaussian_blur``).
 
 Params are the plain data of ``transforms/study21.toml`` and map onto the imgaug constructor's
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from robusteval.corruptions import OPS
+from robusteval.corrupt.reference import OPS
 
 
 @dataclass(frozen=True)

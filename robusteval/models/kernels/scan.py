@@ -402,4 +402,4 @@ def _torch_backend() -> ScanOps:
 
 
 # Importing registers the other backends (they import nothing heavy at module level).
-from robusteval.ops import scan_mamba, scan_triton  # noqa: E402, F401
+from robusteval.models.kernels import triton_scan as scan_triton  # noqa: E402, F401

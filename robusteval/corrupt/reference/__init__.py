@@ -2,7 +2,7 @@
 
 An *op* is a pure function registered in :data:`OPS`: ``op(image, *, seed, **params) -> image``
 on uint8 HWC RGB. A *set spec* (data in the top-level ``transforms/`` folder) names an op and
-its parameters per severity level; :func:`robusteval.corruptions.spec.load_specs` reads them.
+its parameters per severity level; :func:`robusteval.corrupt.spec.load_specs` reads them.
 """
 
 from robusteval.registry import Registry
@@ -20,7 +20,7 @@ def load_ops() -> None:
 
 # One line per op module; each module registers its ops when imported.
 _OP_MODULES: list[str] = [
-    "robusteval.corruptions.study_ops",
-    "robusteval.corruptions.parametric_ops",
-    "robusteval.corruptions.imagenet_c_ops",
+    "robusteval.corrupt.reference.study",
+    "robusteval.corrupt.reference.parametric",
+    "robusteval.corrupt.reference.imagenet_c",
 ]

@@ -4,7 +4,7 @@ The TOML files in the top-level ``transforms/`` folder (installed as ``robusteva
 table per set::
 
     [perspective]
-    op = "perspective"            # name in robusteval.corruptions.OPS
+    op = "perspective"            # name in robusteval.corrupt.reference.OPS
     suite = "study21"             # suites group sets for `--suite`
     study_level = 3               # severity the seed study used, if known
     description = "..."
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -24,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 
-from robusteval.errors import UnknownName
+from robusteval.errors import UnknownName, UserError
 
-_SPEC_PACKAGE = "robusteval.spec"
+_SPEC_PACKAGE = "robusteval.corrupt.specs"
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class SetSpec:
 
     def apply(self, image: np.ndarray, *, severity: int, seed: int) -> np.ndarray:
         """Run the op at ``severity`` on uint8 HWC ``image`` with integer ``seed``."""
-        from robusteval.corruptions import OPS, load_ops
+        from robusteval.corrupt.reference import OPS, load_ops
 
         load_ops()
         out = OPS.get(self.op).fn(image, seed=seed, **self.params(severity))
@@ -142,3 +142,36 @@ def suite_sets(suite: str) -> list[SetSpec]:
 def spec_dir() -> Path:
     """Folder of the spec TOML files (for provenance in manifests)."""
     return Path(str(_spec_root()))
+
+
+def resolve_sets(
+    *, transforms: list[str] | None, suite: str | list[str] | None, severities: list[int] | None
+) -> list[tuple[SetSpec, list[int]]]:
+    """Which (set, severities) to produce. Single-level sets always give their one level.
+
+    ``suite``: one suite name or several (every set of each).
+    """
+    suites_ = [suite] if isinstance(suite, str) else list(suite or [])
+    if not transforms and not suites_:
+        raise UserError(
+            "nothing to do", hint="pass --transform NAME or --suite NAME (see `robusteval list transforms`)"
+        )
+    specs = [get_spec(t) for t in transforms or []]
+    for name in suites_:
+        specs += [s for s in suite_sets(name) if s.name not in {x.name for x in specs}]
+    out = []
+    for spec in specs:
+        if spec.single_level:
+            levels = [1]
+        elif severities:
+            bad = [s for s in severities if s not in spec.severities]
+            if bad:
+                raise UserError(
+                    f"{spec.name} has {spec.level_label} levels {spec.severities[0]}..{spec.severities[-1]}, not {bad[0]}",
+                    hint=f"use --severity between 1 and {spec.severities[-1]}",
+                )
+            levels = list(severities)
+        else:
+            levels = spec.severities
+        out.append((spec, levels))
+    return out

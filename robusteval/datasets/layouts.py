@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robusteval.data.imagenet import wnid_to_index, wnids
+from robusteval.datasets.imagenet import wnid_to_index, wnids
 from robusteval.errors import UserError
 from robusteval.registry import Registry
 
@@ -145,7 +145,7 @@ def read_modelvshuman(root: Path, labels: Path | None) -> Dataset:
     csv_path = _label_csv(root, labels)
     assert csv_path is not None
     base = csv_path.parent
-    from robusteval.data.sixteen import CATEGORIES16
+    from robusteval.datasets.sixteen import CATEGORIES16
 
     ds = Dataset(
         root=root, layout="modelvshuman16", label_space="modelvshuman16", class_names=list(CATEGORIES16)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robusteval.report.references import ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS
+from robusteval.references import ALEXNET_CLEAN_ERROR, ALEXNET_ERRORS
 
 NAN = float("nan")
 

@@ -19,16 +19,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from robusteval.corruptions.spec import SetSpec, get_spec, suite_sets
+from robusteval.corrupt.spec import SetSpec, get_spec, resolve_sets
+from robusteval.corrupt.trees import MANIFEST
 from robusteval.cpus import usable_cpus
-from robusteval.data.decode import BadImage, load_rgb, resize_center_crop
-from robusteval.data.layouts import Dataset, Sample, read_dataset, sample_per_class
-from robusteval.data.manifest import append_records, atomic_write_bytes, read_records
+from robusteval.datasets.decode import BadImage, load_rgb, resize_center_crop
+from robusteval.datasets.layouts import Dataset, Sample, read_dataset, sample_per_class
 from robusteval.errors import UserError
+from robusteval.jsonl import append_records, atomic_write_bytes, read_records
 from robusteval.provenance import sha256_bytes, sha256_file, versions
 from robusteval.seeding import derive_seed
 
-MANIFEST = "manifest.jsonl"
 RESIZE, CROP = 256, 224
 
 
@@ -55,39 +55,6 @@ class CorruptSummary:
     def images_per_s(self) -> float:
         done = self.written + self.reused
         return done / self.seconds if self.seconds > 0 else 0.0
-
-
-def resolve_sets(
-    *, transforms: list[str] | None, suite: str | list[str] | None, severities: list[int] | None
-) -> list[tuple[SetSpec, list[int]]]:
-    """Which (set, severities) to produce. Single-level sets always give their one level.
-
-    ``suite``: one suite name or several (every set of each).
-    """
-    suites_ = [suite] if isinstance(suite, str) else list(suite or [])
-    if not transforms and not suites_:
-        raise UserError(
-            "nothing to do", hint="pass --transform NAME or --suite NAME (see `robusteval list transforms`)"
-        )
-    specs = [get_spec(t) for t in transforms or []]
-    for name in suites_:
-        specs += [s for s in suite_sets(name) if s.name not in {x.name for x in specs}]
-    out = []
-    for spec in specs:
-        if spec.single_level:
-            levels = [1]
-        elif severities:
-            bad = [s for s in severities if s not in spec.severities]
-            if bad:
-                raise UserError(
-                    f"{spec.name} has {spec.level_label} levels {spec.severities[0]}..{spec.severities[-1]}, not {bad[0]}",
-                    hint=f"use --severity between 1 and {spec.severities[-1]}",
-                )
-            levels = list(severities)
-        else:
-            levels = spec.severities
-        out.append((spec, levels))
-    return out
 
 
 def set_folder(spec: SetSpec) -> str:

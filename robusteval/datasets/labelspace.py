@@ -71,7 +71,7 @@ def get_label_space(name: str) -> LabelSpace:
 
 @cache
 def _wnid_subset(filename: str) -> tuple[int, ...]:
-    from robusteval.data.imagenet import wnid_to_index
+    from robusteval.datasets.imagenet import wnid_to_index
 
     text = resources.files("robusteval").joinpath(f"assets/{filename}").read_text()
     index = wnid_to_index()
@@ -126,7 +126,7 @@ def imagenet_r200(logits):
 
 
 def _categories16() -> list[list[int]]:
-    from robusteval.data.sixteen import category_indices
+    from robusteval.datasets.sixteen import category_indices
 
     return list(category_indices().values())
 

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from robusteval.corruptions import OPS
+from robusteval.corrupt.reference import OPS
 
 GREY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])
 BG_GREY = 0.4423

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from robusteval.data.manifest import read_records
 from robusteval.errors import UserError
+from robusteval.jsonl import read_records
 
 SCHEMA = 1
 RECORDS = "records.jsonl"
