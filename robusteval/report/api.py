@@ -10,6 +10,7 @@ from pathlib import Path
 
 from robusteval.errors import UserError
 from robusteval.report import figures
+from robusteval.report.extensions import SectionContext, render_sections
 from robusteval.report.gates import GateResult, evaluate_gates, failure_message, parse_gates
 from robusteval.report.markdown import ReportInputs, render_report, render_summary
 from robusteval.report.records import CORRUPTION_SUITES, SetInfo, load_run, suite_rank
@@ -105,6 +106,10 @@ def make_report(
     default the installed set specs. Appends the summary to ``$GITHUB_STEP_SUMMARY`` when set.
     Bad inputs raise :class:`UserError`; failed gates are returned, not raised.
     """
+    if not (run_dir / "records.jsonl").is_file():
+        staged = _stage_only_report(run_dir=run_dir, out_dir=out_dir)
+        if staged is not None:
+            return staged
     run = load_run(run_dir=run_dir, sets=sets)
     if baseline is not None and baseline not in run.models:
         raise UserError(
@@ -118,6 +123,10 @@ def make_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     written = _write_tables(tables, out_dir / "tables")
     drawn = _draw(tables, out_dir)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    extra = render_sections(SectionContext(run_dir=run_dir, out_dir=out_dir, figures_dir=out_dir / "figures"))
+    for section in extra:
+        written += _write_tables(section.tables, out_dir / "tables")
     inputs = ReportInputs(
         run=run.name,
         models=run.models,
@@ -128,6 +137,7 @@ def make_report(
         gates=results,
         n_cells=len(run.records),
         n_images=int(tables.cells["n"].sum()),
+        extra=[section.lines for section in extra],
     )
     report = out_dir / "report.md"
     report.write_text(render_report(tables, inputs), encoding="utf-8")
@@ -140,10 +150,30 @@ def make_report(
     return ReportResult(
         report=report,
         tables=written,
-        figures=sorted(drawn.values()),
+        figures=sorted([*drawn.values(), *(f for section in extra for f in section.figures)]),
         gates=results,
         failure=failure_message(results),
         step_summary=step_path,
         models=run.models,
         cells=len(run.records),
+    )
+
+
+def _stage_only_report(*, run_dir: Path, out_dir: Path) -> ReportResult | None:
+    """A run of other stages only (no score records): a title and their sections; None if empty."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    extra = render_sections(SectionContext(run_dir=run_dir, out_dir=out_dir, figures_dir=out_dir / "figures"))
+    if not extra:
+        return None
+    written: list[Path] = []
+    for section in extra:
+        written += _write_tables(section.tables, out_dir / "tables")
+    lines = [f"# robusteval report: run `{run_dir.name}`", ""]
+    for section in extra:
+        lines += section.lines
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
+    return ReportResult(
+        report=report, tables=written, figures=sorted(f for section in extra for f in section.figures)
     )

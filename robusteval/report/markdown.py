@@ -89,6 +89,7 @@ class ReportInputs:
     gates: list[GateResult] = field(default_factory=list)
     n_cells: int = 0
     n_images: int = 0
+    extra: list[list[str]] = field(default_factory=list)  # sections of other stages, rendered in order
 
 
 # --- sections -------------------------------------------------------------------------------
@@ -581,6 +582,8 @@ def render_report(t: Tables, inp: ReportInputs) -> str:
     parts += ece_section(t, inp)
     parts += kappa_section(t, inp)
     parts += zero_shot_section(t, inp)
+    for lines in inp.extra:
+        parts += lines
     parts += provenance_section(t, inp)
     text = "\n".join(parts).rstrip("\n") + "\n"
     return text
