@@ -1,7 +1,7 @@
 """CLIP-Mamba, the CLIP text transformer, SiMBA towers, the zero-shot head and openclip: names.
 
 Forward tests use tiny widths; full-size models are built only on the meta device (parameter
-counts, key layout). Upstream fidelity at full size is scripts/fidelity_clip_mamba.py.
+counts, key layout). Upstream fidelity at full size is scripts/tools/fidelity_clip_mamba.py.
 """
 
 from __future__ import annotations

@@ -306,11 +306,11 @@ def test_launch_config_text_round_trips_and_covers_every_shape():
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
 def test_scan_floor_benchmark_computes_the_fused_arithmetic(tmp_path):
-    """scripts/bench_scan_floor.py (the roofline floors of the fused scan) on tiny shapes: its
+    """scripts/benchmarks/bench_scan_floor.py (the roofline floors of the fused scan) on tiny shapes: its
     no-recurrence kernel must equal the float64 formula (the script checks every tile and raises
     otherwise), and it writes the table with every shape and dtype."""
     env = dict(os.environ, TRITON_INTERPRET="1")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_scan_floor.py"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmarks" / "bench_scan_floor.py"
     proc = subprocess.run(
         [sys.executable, str(script), "--smoke", "--out", str(tmp_path)],
         env=env,

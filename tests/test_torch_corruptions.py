@@ -465,7 +465,7 @@ def test_piecewise_affine_costs_a_real_model_what_imgaug_costs(val1300):
     """MobileNetV2 top-1 on 240 real val images corrupted by imgaug and by the torch op (same
     per-image seeds the scorer uses) at severity 4: within 3.5 points (two independent random
     corruptions of 240 images differ by ~1.5 points, one standard deviation). The GPU benchmark
-    (scripts/bench_onthefly.py) measures the same on 1,300 images."""
+    (scripts/benchmarks/bench_onthefly.py) measures the same on 1,300 images."""
     from robusteval.corrupt.spec import get_spec
     from robusteval.datasets.decode import load_rgb, resize_center_crop
     from robusteval.datasets.layouts import read_dataset

@@ -2,7 +2,7 @@
 
 Forward tests use tiny widths/depths of each registered preset (every architecture flag kept) on
 32x32 inputs; full-size models are only built on the meta device. Fidelity against the official
-code (same weights, fp32 logits) is scripts/fidelity_vmamba.py, which needs an upstream checkout.
+code (same weights, fp32 logits) is scripts/tools/fidelity_vmamba.py, which needs an upstream checkout.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from robusteval.models.vmamba_ckpt import convert_official, load_official_file
 NAMES = ("vmamba_t", "vmamba_s", "vmamba_b")
 # Upstream counts: MzeroMiko/VMamba classification/models/vmamba.py, builders vmamba_tiny_s1l8,
 # vmamba_small_s2l15, vmamba_base_s2l15 (the released T/S/B configs) instantiated on CPU and summed
-# with sum(p.numel() for p in model.parameters()) (scripts/fidelity_vmamba.py prints the same).
+# with sum(p.numel() for p in model.parameters()) (scripts/tools/fidelity_vmamba.py prints the same).
 UPSTREAM_PARAMS = {"vmamba_t": 30_249_064, "vmamba_s": 50_147_752, "vmamba_b": 88_557_800}
 TINY = dict(dims=8, depths=(1, 1, 1, 1))
 PROJ_SUFFIXES = ("op.in_proj.weight", "op.out_proj.weight", "mlp.fc1.weight", "mlp.fc2.weight")

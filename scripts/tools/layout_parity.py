@@ -35,8 +35,9 @@ def _strip(obj):
 
 
 def _run(*args: str, cwd: Path) -> None:
-    subprocess.run([sys.executable, "-m", "robusteval", *args], cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "robusteval", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL
+    )
 
 
 def main() -> None:
@@ -62,8 +63,21 @@ def main() -> None:
     sets = work / "sets"
     for suite in ("study21", "imagenet-c", "frequency"):
         _run("corrupt", "--suite", suite, "--data", str(val), "--out", str(sets), cwd=work)
-    _run("score", "-m", "mobilenet_v2", "efficientnet_lite0", "--data", str(val), "--sets", str(sets),
-         "--run", "parity", "--runs-dir", str(work / "runs"), cwd=work)
+    _run(
+        "score",
+        "-m",
+        "mobilenet_v2",
+        "efficientnet_lite0",
+        "--data",
+        str(val),
+        "--sets",
+        str(sets),
+        "--run",
+        "parity",
+        "--runs-dir",
+        str(work / "runs"),
+        cwd=work,
+    )
     _run("demo", "--out", str(work / "demo"), cwd=work)
     out: dict = {"png": {}, "manifest": [], "records": [], "report": ""}
     for p in sorted(sets.rglob("*.png")):

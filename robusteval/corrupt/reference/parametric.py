@@ -149,7 +149,7 @@ def power_equalisation(
     Upstream uses the mean amplitude spectrum of its stimuli (a 224x224 array file); here that
     average is the radial power law of :func:`power_law_amplitude`, whose ``slope``,
     ``amplitude`` and ``mean`` the set spec fits to that file
-    (``scripts/check_ladders.py --fit-spectrum --spectrum-npy FILE``).
+    (``scripts/tools/check_ladders.py --fit-spectrum --spectrum-npy FILE``).
     """
     grey = to_grey(image)
     if int(value) == 0:

@@ -47,7 +47,7 @@ Pixel-major projections are as fast as channel-major or faster (ms per op, stage
 2.57, 1.10 vs 1.11, 0.79 vs 1.10, 0.37 vs 0.67).
 
 **Launch configs** (``LAUNCH_TABLE``, text as :func:`parse_config` reads it): one setting per
-(D, H, W, dtype) from ``scripts/bench_scan.py --sweep``; the first tuning (G = 16, 4 warps, on stage 1
+(D, H, W, dtype) from ``scripts/benchmarks/bench_scan.py --sweep``; the first tuning (G = 16, 4 warps, on stage 1
 only) left small images latency-bound — at 14x14 a program held 2 elements per thread and row step.
 Per VMamba-B stage (H100 SXM, Triton 3.6, bf16, batch 128; "op" = projections + kernel + what the
 out-norm reads, "old" = the old path's op; kernel % of a measured 3.02 TB/s device copy, bytes
@@ -60,12 +60,12 @@ model x + dbl + y once):
     4  (2048 @ 7x7)     img:g16-w2            1.88       0.37   0.35        7.8
 
 Summed over VMamba-B's blocks (2, 2, 15, 2): 36.3 → 17.4 ms of scan per 128 images. The model
-(bf16 autocast, random weights, ``scripts/bench_models.py``, with the sweep's table before the
+(bf16 autocast, random weights, ``scripts/benchmarks/bench_models.py``, with the sweep's table before the
 register caps of stages 1 and 3): eager 1,683 → 2,453 img/s at batch 128 (1,730 → 2,528 at 256);
 ``torch.compile`` 3,215 / 3,330 img/s (official VMamba-B: 1,198 / 1,246).
 
 **Roofline.** Each kernel stays at 8-11% of the copy bandwidth: issue- and latency-bound, not
-memory-bound. The floors (``scripts/bench_scan_floor.py``, ``reports/bench/scan_floor_h100.md``):
+memory-bound. The floors (``scripts/benchmarks/bench_scan_floor.py``, ``reports/bench/scan_floor_h100.md``):
 every element needs 12 special-function ops (exp2, lg2, exp2 in each of four directions), and at
 the H100's measured 3.8 T ops/s those alone cap a bf16 kernel at 65-67% of copy speed (0.328 ms
 at stage 1, where 80% of the roofline allows 0.269 ms), so 80% is out of reach there; the same
@@ -114,12 +114,12 @@ IMG_MAX_PIXELS = 1024
 
 # Launch settings per shape (D = d_inner, H, W, x dtype): the fastest measured on the H100 SXM (Triton
 # 3.6, torch 2.11; batch 128; channels_last x as SS2D passes it, y consumed as (B, H, W, D)) by
-#     PYTHONPATH=. python scripts/bench_scan.py --sweep --sweep-dtypes bf16,fp32 --budget-s 105 \
+#     PYTHONPATH=. python scripts/benchmarks/bench_scan.py --sweep --sweep-dtypes bf16,fp32 --budget-s 105 \
 #         --shapes "" --skip-torch --skip-mamba --jobs 14 --out $OUT
 # (B stages in bf16: every candidate of bench_scan.candidates; fp32 and the S/T stages a short list),
 # then for B.stage1/3 bf16 a 128-register cap (more resident programs), which beat the sweep's winners
 # (2.39 -> 2.15 ms, 0.80 -> 0.68 ms) in
-#     PYTHONPATH=. python scripts/bench_scan.py --shapes B.stage1,B.stage3,B.stage4 --dtypes-off \
+#     PYTHONPATH=. python scripts/benchmarks/bench_scan.py --shapes B.stage1,B.stage3,B.stage4 --dtypes-off \
 #         --compare v2:g16-w4-r1-p1-m128,img:g16-w8,img:g16-w8-m128,img:g16-w2,img:g16-w2-m128,...
 # S/T stage 2 in bf16 are left to the heuristic (B.stage2's winner, v2:g16-w4): their short list
 # held only 32-64 channel tiles, which at B.stage2 ran 1.4-3x slower than 16.

@@ -5,14 +5,14 @@ ConvNeXt-B, the CLIP-Mamba VMamba-B image tower, and (with ``--upstream``) the o
 running mamba-ssm's kernel, plus a logits check of ours against the official model on the same
 random weights. Random weights: throughput does not depend on them.
 
-    python scripts/bench_models.py --out $OUT [--upstream .upstream/VMamba] [--batches 128,256]
+    python scripts/benchmarks/bench_models.py --out $OUT [--upstream .upstream/VMamba] [--batches 128,256]
         [--models vmamba_b,official_b] [--compile] [--launch-table best_configs.json]
 
 ``--compile`` adds, for every model, rows run through ``torch.compile(model, dynamic=False)`` as
 ``robusteval score --compile`` runs it (ResidentModel): autocast and inference_mode outside the
 compiled module. A model that fails to compile gives an error row, not a crash; "compile_s" is the
 first call (compilation included). ``--launch-table`` reads ``best_configs.json`` from
-``scripts/bench_scan.py --sweep`` into the fused scan's per-shape table before anything runs.
+``scripts/benchmarks/bench_scan.py --sweep`` into the fused scan's per-shape table before anything runs.
 
 ``--upstream`` is a checkout of MzeroMiko/VMamba kept in the git-ignored .upstream/ (never committed).
 """
@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 
 def _time(fn, x: torch.Tensor, *, iters: int, warmup: int) -> float:
@@ -105,7 +106,9 @@ def main() -> None:
     ap.add_argument("--bf16-only", action="store_true", help="no fp32 rows")
     ap.add_argument("--compile", action="store_true", help="also run every model through torch.compile")
     ap.add_argument("--models", default="", help="comma-separated labels to run (prefix match); all if empty")
-    ap.add_argument("--launch-table", type=Path, help="best_configs.json of scripts/bench_scan.py --sweep")
+    ap.add_argument(
+        "--launch-table", type=Path, help="best_configs.json of scripts/benchmarks/bench_scan.py --sweep"
+    )
     args = ap.parse_args()
     if args.launch_table:
         from robusteval.models.kernels import triton_scan as scan_triton

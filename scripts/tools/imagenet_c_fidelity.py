@@ -11,7 +11,7 @@ corruption error CE = Σ_s E_s / Σ_s E_s(AlexNet) and relative CE = Σ_s (E_s �
 over the 15, and which ladders are not monotone. ``--released-jpeg`` stores every corrupted
 image as JPEG quality 85 first, as released ImageNet-C did.
 
-    python scripts/imagenet_c_fidelity.py --images 200 --out reports/imagenet_c_fidelity.md  # ~15 min, 2 cores
+    python scripts/tools/imagenet_c_fidelity.py --images 200 --out reports/imagenet_c_fidelity.md  # ~15 min, 2 cores
 """
 
 from __future__ import annotations
@@ -311,7 +311,7 @@ def main() -> None:
                 flush=True,
             )
     summary = summarise(result)
-    command = "python scripts/imagenet_c_fidelity.py --images {}{}".format(
+    command = "python scripts/tools/imagenet_c_fidelity.py --images {}{}".format(
         args.images, " --released-jpeg" if args.released_jpeg else ""
     )
     md = markdown(result, summary, command)

@@ -6,10 +6,10 @@ Uses torchvision's MobileNetV2 with the weights file shipped in the installed
 ``--n`` images of ``imagenet-val-1300``: resize shorter side 256 (bilinear), center crop 224,
 op, ImageNet mean/std. Accuracy should not rise with severity (beyond noise of 1-2 images).
 
-    python scripts/check_ladders.py                      # study21, 100 images (~3-4 min, 2 cores)
-    python scripts/check_ladders.py --suite frequency --suite ood-parametric
-    python scripts/check_ladders.py --fit-spectrum --spectrum-npy mean_power_spectrum_grey.npy
-    python scripts/check_ladders.py --fit-spectrum --n 1300   # the same fit on our val crops
+    python scripts/tools/check_ladders.py                      # study21, 100 images (~3-4 min, 2 cores)
+    python scripts/tools/check_ladders.py --suite frequency --suite ood-parametric
+    python scripts/tools/check_ladders.py --fit-spectrum --spectrum-npy mean_power_spectrum_grey.npy
+    python scripts/tools/check_ladders.py --fit-spectrum --n 1300   # the same fit on our val crops
 """
 
 from __future__ import annotations

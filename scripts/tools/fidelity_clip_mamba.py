@@ -1,10 +1,10 @@
 """Fidelity of our CLIP-Mamba against the official code: same random weights, compare fp32 embeddings.
 
-    python scripts/fidelity_clip_mamba.py --upstream .upstream/mamba-clip \\
+    python scripts/tools/fidelity_clip_mamba.py --upstream .upstream/mamba-clip \\
         --mamba-ssm .upstream/mamba_ssm_src [--site .upstream/site] [--models all] [--size 224] [--threads 1]
 
     # GPU machine, mamba-ssm + causal-conv1d installed: upstream runs its real CUDA kernels
-    python scripts/fidelity_clip_mamba.py --upstream .upstream/mamba-clip --site .upstream/site \\
+    python scripts/tools/fidelity_clip_mamba.py --upstream .upstream/mamba-clip --site .upstream/site \\
         --device cuda --scan-backend auto
 
 ``--upstream``: the raytrun/mamba-clip sources (``models.py``, ``simba.py``, ``tokenizer.py``,
@@ -50,7 +50,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
 
 UPSTREAM_BUILDERS = {
     "clip_mamba_vmamba_b": "CLIP_VMamba_B",

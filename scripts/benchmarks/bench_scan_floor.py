@@ -1,6 +1,6 @@
 """How close can a fused VMamba scan get to the HBM roofline? Floors measured side by side (GPU machine).
 
-    PYTHONPATH=. python scripts/bench_scan_floor.py [--out DIR] [--batch 128] [--shapes B.stage1,...]
+    PYTHONPATH=. python scripts/benchmarks/bench_scan_floor.py [--out DIR] [--batch 128] [--shapes B.stage1,...]
 
 The fused kernel reads x once and writes y once, so its bytes are few: about 6.3 bytes per element
 (x bf16, y float32, the projections) against 12 special-function (MUFU) operations per element —
@@ -34,7 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_scan  # noqa: E402

@@ -7,7 +7,7 @@ after one warm-up call per set (frost builds its textures once per process). Wit
 ``--naive-glass`` it also times a per-pixel Python loop of the reference's glass-blur shuffle on
 one image, for the speed-up.
 
-    python scripts/bench_imagenet_c.py --images 8 --markdown bench.md
+    python scripts/benchmarks/bench_imagenet_c.py --images 8 --markdown bench.md
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from robusteval.corrupt.spec import suite_sets
 from robusteval.datasets.decode import load_rgb, resize_center_crop
 from robusteval.seeding import derive_seed
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-1300"
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet-val-1300"
 
 
 def load_crops(data: Path, n: int) -> list[np.ndarray]:

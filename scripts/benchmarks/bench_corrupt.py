@@ -6,7 +6,7 @@ Runs anywhere (the 2-core CPU machine, the GPU machine's 16 cores). Two measurem
 The projection for the study protocol (1,000 classes × 15 images × 21 sets × 5 severities, single-level
 sets counted once) uses (2)'s measured outputs/s.
 
-    python scripts/bench_corrupt.py --images 24 --json out.json
+    python scripts/benchmarks/bench_corrupt.py --images 24 --json out.json
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from robusteval.datasets.decode import load_rgb, resize_center_crop
 from robusteval.datasets.layouts import read_dataset
 from robusteval.seeding import derive_seed
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-val-1300"
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet-val-1300"
 
 
 def per_op(crops, sets) -> list[dict]:

@@ -1,6 +1,6 @@
 """Fidelity of our VMamba against the official code: same random weights, compare fp32 logits.
 
-    python scripts/fidelity_vmamba.py --upstream .upstream/VMamba [--models vmamba_t,vmamba_s,vmamba_b]
+    python scripts/tools/fidelity_vmamba.py --upstream .upstream/VMamba [--models vmamba_t,vmamba_s,vmamba_b]
 
 ``--upstream`` is a checkout of MzeroMiko/VMamba (kept in the git-ignored ``.upstream/``; never
 committed). For each model the script builds upstream's released config

@@ -1,6 +1,6 @@
 """Time the selective-scan paths on VMamba shapes and compare with the HBM roofline (GPU machine).
 
-    PYTHONPATH=. python scripts/bench_scan.py [--out DIR] [--batch 128] [--shapes B.stage1,...]
+    PYTHONPATH=. python scripts/benchmarks/bench_scan.py [--out DIR] [--batch 128] [--shapes B.stage1,...]
         [--sweep [--sweep-shapes B.stage1,...] [--budget-s 150] [--jobs 12]] [--dtypes bf16,fp32]
         [--skip-torch] [--compare CONFIG,... [--dtypes-off]]
 
@@ -9,7 +9,7 @@ kernel alone (configs a shape cannot run are reported and skipped).
 
 ``--sweep`` times launch configurations of the fused kernels per shape and dtype and prints the
 best per shape, as the ``LAUNCH_TABLE`` entries of ``robusteval/ops/scan_triton.py`` (also written
-to ``best_configs.json``, which ``scripts/bench_models.py --launch-table`` reads). Candidates: the
+to ``best_configs.json``, which ``scripts/benchmarks/bench_models.py --launch-table`` reads). Candidates: the
 row kernel ``v2`` with 16-128 channels per program and 4 or 8 warps, the whole-image kernel ``img``
 where the image fits one tile, the 16-channel ones also capped at 128 registers; then, on the fastest, the data layouts around it (projections
 channel-major ``dc`` instead of pixel-major, and the old path ``xc-yc-dc``: x copied contiguous
@@ -57,7 +57,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from robusteval.models.kernels import scan as ss  # noqa: E402
 from robusteval.models.kernels import triton_scan as scan_triton  # noqa: E402

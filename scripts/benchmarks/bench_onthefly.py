@@ -12,8 +12,8 @@ use their one level):
   ``read_dataset`` reads) corrupted by imgaug (``--workers`` processes) and by the torch op, and
   the difference in points (target: within 1).
 
-    python scripts/bench_onthefly.py --data DIR --device cuda --batch 1024 --limit 1300
-    python scripts/bench_onthefly.py --data DIR --device cpu --batch 64 --no-accuracy  # quick look
+    python scripts/benchmarks/bench_onthefly.py --data DIR --device cuda --batch 1024 --limit 1300
+    python scripts/benchmarks/bench_onthefly.py --data DIR --device cpu --batch 64 --no-accuracy  # quick look
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ generated into --work), --tree-dir (a `robusteval corrupt` output; default: made
 the real corrupt stage). Models that are not registered (or fail to build) are skipped with a message.
 
 Usage (GPU machine, from the repo root):
-    python scripts/bench_score.py --out bench_score.json
-    python scripts/bench_score.py --parts cpu --threads 2 --cpu-data ../shared/data/imagenet-val-1300
+    python scripts/benchmarks/bench_score.py --out bench_score.json
+    python scripts/benchmarks/bench_score.py --parts cpu --threads 2 --cpu-data ../shared/data/imagenet-val-1300
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 GPU_MODELS = ["vmamba_b", "swin_b", "convnext_b", "clip_mamba_vmamba_b"]
 
