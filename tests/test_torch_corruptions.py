@@ -168,7 +168,7 @@ def test_perspective_matches_imgaug_at_fixed_jitter(crops):
     import imgaug.augmenters as iaa
     import imgaug.parameters as iap
 
-    from robusteval.corrupt.batched.ops import perspective_from_jitter
+    from robusteval.corrupt.batched.warp import perspective_from_jitter
 
     jitter = np.array([0.05, -0.08, 0.11, 0.02, -0.03, 0.09, 0.07, -0.12])
     aug = iaa.PerspectiveTransform(scale=0.1, keep_size=True)
@@ -180,7 +180,7 @@ def test_perspective_matches_imgaug_at_fixed_jitter(crops):
 
 @pytest.mark.parametrize("px", [[-10, -20, -5, -33], [12, -7, 20, -3], [5, 5, 5, 5]])
 def test_crop_and_pad_matches_reference_at_fixed_pixels(crops, px):
-    from robusteval.corrupt.batched.ops import crop_and_pad_px
+    from robusteval.corrupt.batched.warp import crop_and_pad_px
     from robusteval.corrupt.reference.study import crop_and_pad_px as ref_op
 
     ref = np.stack([ref_op(im, np.array(px)) for im in crops])
@@ -326,7 +326,7 @@ def test_hsv_conversions_are_opencv_bit_for_bit():
     path (the one imgaug's 224x224 images take)."""
     import cv2
 
-    from robusteval.corrupt.batched.ops import _hsv_to_rgb_cv2, _rgb_to_hsv_cv2
+    from robusteval.corrupt.batched.pixel import _hsv_to_rgb_cv2, _rgb_to_hsv_cv2
 
     rs = np.random.RandomState(0)
     special = np.array(
@@ -355,7 +355,7 @@ def test_piecewise_affine_matches_imgaug_at_fixed_jitter(crops, scale, rows, col
     import imgaug.augmenters as iaa
     import imgaug.parameters as iap
 
-    from robusteval.corrupt.batched.ops import piecewise_affine_from_jitter
+    from robusteval.corrupt.batched.warp import piecewise_affine_from_jitter
 
     jitter = np.random.RandomState(rows * 10 + cols).normal(0, scale, (rows * cols, 2))
     aug = iaa.PiecewiseAffine(scale=scale, nb_rows=rows, nb_cols=cols)
@@ -387,7 +387,7 @@ def _clipped_displacement(jitter: np.ndarray, h: int, w: int, rows: int, cols: i
 def test_piecewise_jitter_matches_imgaug_in_distribution():
     """Control-point displacements (pixels, after the border clip) over 400 images per severity:
     mean |move|, RMS move and the clipped fraction agree with imgaug's draws (5% / 0.02)."""
-    from robusteval.corrupt.batched.ops import piecewise_jitter
+    from robusteval.corrupt.batched.warp import piecewise_jitter
 
     spec = _spec_params()["iaa_piecewise_affine"]
     h = w = 224
@@ -413,7 +413,7 @@ def test_piecewise_affine_matches_imgaug_in_distribution(crops):
     and both grow
     with severity."""
     from robusteval.corrupt.batched.geometry import mesh_grid, mesh_tables
-    from robusteval.corrupt.batched.ops import piecewise_jitter
+    from robusteval.corrupt.batched.warp import piecewise_jitter
     from robusteval.corrupt.reference.study import STUDY_OPS
 
     spec = _spec_params()["iaa_piecewise_affine"]

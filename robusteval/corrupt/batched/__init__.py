@@ -7,6 +7,23 @@ An op registers itself in :data:`BATCH_OPS` under the spec's op name::
         '''images: uint8 NCHW on the device (never modified in place: the clean crops are
         cached and reused for every set); seeds: int64 [n], one per image -> new uint8 NCHW.'''
 
+``params`` are the set's params at a severity, with imgaug's meaning (see
+:mod:`robusteval.corrupt.reference.study`). The ops live in ``pixel.py``, ``noise.py`` and ``warp.py``.
+
+Deterministic ops follow imgaug's arithmetic (OpenCV rounding, lookup-table truncation, reflect-101
+borders, libjpeg's integer codec) and match its output to within a grey level. Random ops draw their
+randomness from a counter-based hash of the per-image seed
+(:mod:`robusteval.corrupt.batched.rng`), so they match imgaug in distribution, not pixel for
+pixel; the tests state the tolerances.
+
+Speed: every op is batch-wide. Per-image parameters are [n] device tensors, geometry is one
+``grid_sample`` per batch (:mod:`robusteval.corrupt.batched.geometry`), blurs are matmuls with
+banded matrices, and nothing in a call waits on the host (no ``.item()``/``.tolist()``, no
+host-to-device copies: small constants are cached per device). The number of kernels per call does
+not grow with the batch, which is what makes large GPU batches fast. The one exception is
+``jpeg_compression`` on the CPU, which uses the host's libjpeg (faster there than the tensor codec,
+and the same bytes).
+
 Modules listed in :data:`BATCH_OP_MODULES` are imported on first use.
 """
 
@@ -21,7 +38,11 @@ from robusteval.registry import Registry
 BATCH_OPS: Registry = Registry("batched torch op")
 
 #: Modules that register batched torch ops; importing one registers its ops.
-BATCH_OP_MODULES: list[str] = ["robusteval.corrupt.batched.ops"]
+BATCH_OP_MODULES: list[str] = [
+    "robusteval.corrupt.batched.pixel",
+    "robusteval.corrupt.batched.noise",
+    "robusteval.corrupt.batched.warp",
+]
 
 
 def register_batch_op(op: str, **meta):

@@ -274,3 +274,13 @@ def mesh_grid(disp: torch.Tensor, *, h: int, w: int, rows: int, cols: int) -> to
 def hypot_floor(h: int, w: int) -> int:
     """Largest integer side a quadrilateral with corners inside an h x w image can span."""
     return int(math.floor(math.hypot(h, w)))
+
+
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW → float32 NCHW (0..255), the working type of every op."""
+    return images.to(torch.float32)
+
+
+def per_image(x: torch.Tensor) -> torch.Tensor:
+    """[n] → [n, 1, 1, 1], to broadcast a per-image value over NCHW."""
+    return x.view(-1, 1, 1, 1)
