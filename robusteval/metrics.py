@@ -71,6 +71,26 @@ def expected_calibration_error(*, confidence: np.ndarray, correct: np.ndarray, n
     return float(np.abs(hit_sum - conf_sum).sum() / conf.size)
 
 
+def cell_metrics(
+    *, top5: np.ndarray, top5_prob: np.ndarray, labels: np.ndarray, num_classes: int
+) -> dict[str, float | None]:
+    """A cell's top-1, top-5 (``None`` for label spaces of 5 classes or fewer) and 15-bin ECE, in
+    0..1, over the images with known labels; all ``None`` when no label is known."""
+    known = known_labels(labels)
+    if not known.any():
+        return {"top1": None, "top5": None, "ece": None}
+    lab = np.asarray(labels)[known]
+    top = np.asarray(top5)[known].astype(np.int64)
+    hit1 = top[:, 0] == lab
+    hit5 = (top == lab[:, None]).any(axis=1)
+    conf = np.asarray(top5_prob)[known, 0].astype(np.float64)
+    return {
+        "top1": float(hit1.mean()),
+        "top5": float(hit5.mean()) if num_classes > 5 else None,
+        "ece": expected_calibration_error(confidence=conf, correct=hit1),
+    }
+
+
 @dataclass(frozen=True)
 class Consistency:
     """Error consistency of two observers on the same trials (Geirhos et al. 2020).

@@ -18,14 +18,14 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import numpy as np
 
 from robusteval.errors import UserError
-from robusteval.jsonl import read_records
+from robusteval.jsonl import atomic_write_bytes, read_records
 
 SCHEMA = 1
 RECORDS = "records.jsonl"
@@ -33,6 +33,108 @@ PREDS = "preds"
 
 #: Fields that legitimately differ between two runs of the same cell.
 TIMING_FIELDS = ("seconds", "img_per_s", "created")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One scored cell (model × set × severity × label space): a line of ``records.jsonl``.
+
+    The score engine builds it, :func:`Record.from_json` parses it for the report, and the test
+    fixtures construct it, so all three agree on every field. Units: accuracies and ECE are
+    fractions in 0..1 (``top5`` is ``None`` for label spaces of 5 classes or fewer); ``seconds`` is
+    the wall-clock time of the cell's decode pass (every model of the pass scored together);
+    ``img_per_s`` that pass's images over it; ``decode_batch`` images per decode job and
+    ``forward_batch`` images per forward call (smaller after a CUDA OOM step-down); ``created`` is
+    ISO 8601 UTC. ``preds`` is the path of the per-image predictions, relative to the run folder.
+    """
+
+    run: str
+    cell: str
+    model: str
+    set: str
+    suite: str
+    severity: int | None
+    label_space: str
+    n: int
+    top1: float
+    top5: float | None
+    ece: float
+    preds: str
+    model_kind: str = "classifier"  # "classifier" or "clip" (zero-shot head)
+    params: dict[str, Any] | None = None
+    subset: str | None = None
+    seconds: float | None = None
+    img_per_s: float | None = None
+    skips: list[dict[str, str]] = field(default_factory=list)
+    preprocess: str = ""
+    data_config: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, Any] = field(default_factory=dict)
+    spec_hash: str | None = None
+    zero_shot: dict[str, Any] | None = None  # CLIP models: the prompt set and class names used
+    command: str | None = None  # the command that scored the cell, as typed
+    versions: dict[str, str] = field(default_factory=dict)
+    device: str = ""
+    amp: str = ""
+    decode_batch: int | None = None
+    forward_batch: int | None = None
+    created: str = ""
+    schema: int = SCHEMA
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], *, where: str) -> Record:
+        """Parse one JSON object; a :class:`UserError` naming ``where`` for anything malformed.
+
+        Records written before ``decode_batch``/``forward_batch`` existed carry ``batch_size``
+        (the forward chunk); it is read as ``forward_batch``.
+        """
+        obj = dict(obj)
+        if "batch_size" in obj:
+            obj.setdefault("forward_batch", obj.pop("batch_size"))
+        if obj.get("schema", SCHEMA) != SCHEMA:
+            raise UserError(
+                f"{where} has record schema {obj.get('schema')!r}; this robusteval reads schema {SCHEMA}",
+                hint="upgrade robusteval or re-score the run",
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(obj) - known)
+        if unknown:
+            raise UserError(f"{where}: unknown record field {unknown[0]!r}", hint="re-score the run")
+        missing = sorted(f.name for f in fields(cls) if f.name not in obj and _required(f))
+        if missing:
+            raise UserError(f"{where} is not a score record (missing {', '.join(missing)})")
+        for name, kinds in _field_types().items():
+            if name in obj and not isinstance(obj[name], kinds):
+                raise UserError(
+                    f"{where}: field {name!r} is {type(obj[name]).__name__}, not {kinds[0].__name__}"
+                )
+        return cls(**obj)
+
+
+def _required(f: Any) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+_TYPES = {str: (str,), int: (int,), float: (int, float), dict: (dict,), list: (list,)}
+
+
+def _field_types() -> dict[str, tuple[type, ...]]:
+    """Field → accepted JSON types (``None`` allowed where the annotation is optional)."""
+    out = {}
+    for name, hint in get_type_hints(Record).items():
+        args = getattr(hint, "__args__", None)
+        origin = getattr(hint, "__origin__", hint)
+        base = [a for a in args if a is not type(None)] if args and type(None) in args else [origin]
+        kinds: tuple[type, ...] = ()
+        for b in base:
+            b = getattr(b, "__origin__", b)
+            kinds += _TYPES.get(b, (object,))
+        if args and type(None) in args:
+            kinds += (type(None),)
+        out[name] = kinds
+    return out
 
 
 def cell_id(*, model: str, set_name: str, severity: int | None, label_space: str) -> str:
@@ -73,8 +175,24 @@ class Preds:
 
     @classmethod
     def load(cls, path: Path) -> Preds:
+        """The arrays as stored (int16 / float16)."""
         with np.load(path, allow_pickle=False) as z:
             return cls(ids=z["ids"], labels=z["labels"], top5=z["top5"], top5_prob=z["top5_prob"])
+
+    @classmethod
+    def read(cls, path: Path) -> Preds | None:
+        """For analysis: ``top5`` as int64 and ``top5_prob`` as float64; ``None`` when the file is
+        missing or unreadable (the report then leaves the cell's per-image statistics out)."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(
+                    ids=np.asarray(z["ids"]).astype(str),
+                    labels=np.asarray(z["labels"], dtype=np.int64),
+                    top5=np.asarray(z["top5"], dtype=np.int64),
+                    top5_prob=np.asarray(z["top5_prob"], dtype=np.float64),
+                )
+        except (OSError, KeyError, ValueError):
+            return None
 
 
 class RunStore:
@@ -120,19 +238,12 @@ class RunStore:
         finally:
             os.close(fd)
 
-    def append(self, record: dict[str, Any], preds: Preds) -> None:
+    def append(self, record: Record, preds: Preds) -> None:
         """Write ``preds`` (temp + fsync + rename), then the record line (one write + fsync)."""
-        rel = record["preds"]
-        target = self.dir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with tmp.open("wb") as fh:
-            fh.write(preds.to_bytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        target = self.dir / record.preds
+        atomic_write_bytes(target, preds.to_bytes())
         _fsync_dir(target.parent)
-        line = json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n"
+        line = json.dumps(record.to_json(), separators=(",", ":"), allow_nan=True) + "\n"
         fd = os.open(self.records_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             if _ends_torn(fd):

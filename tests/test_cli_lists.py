@@ -6,7 +6,8 @@ from typer.testing import CliRunner
 
 from robusteval.cli import app
 from robusteval.cli.common import split_names, spread_list_options
-from tests.test_score_cli import _rows, _subset
+from tests.helpers import val_rows as _rows
+from tests.helpers import val_subset as _subset
 
 LIST_OPTS = {"--models", "-m", "--severity", "-s"}
 

@@ -18,10 +18,11 @@ from robusteval.datasets.labelspace import LABEL_SPACES, get_label_space
 from robusteval.datasets.ood import OOD_SETS, ood_sets
 from robusteval.errors import UserError
 from robusteval.jsonl import read_records
+from robusteval.metrics import cell_metrics, expected_calibration_error
 from robusteval.runs import Preds, RunStore, cell_id
-from robusteval.score.engine import cell_metrics, expected_calibration_error
 from robusteval.score.preprocess import apply_view, make_view, normalize
 from robusteval.score.sets import parse_pairs
+from tests.helpers import make_record
 
 # --- label spaces ------------------------------------------------------------------------------
 
@@ -82,14 +83,14 @@ def test_ece_and_cell_metrics():
     conf = np.array([0.95, 0.95, 0.55, 0.55])
     hit = np.array([1, 1, 0, 1])
     # bin (0.933, 1]: acc 1 vs conf .95 → .05 * 2/4; bin (.533, .6]: acc .5 vs .55 → .05 * 2/4
-    assert expected_calibration_error(conf, hit) == pytest.approx(0.05)
+    assert expected_calibration_error(confidence=conf, correct=hit) == pytest.approx(0.05)
     preds = Preds(
         ids=np.array(["a", "b", "c"]),
         labels=np.array([3, 4, -1]),
         top5=np.array([[3, 1, 2, 0, 5], [1, 2, 4, 0, 3], [0, 1, 2, 3, 4]], dtype=np.int16),
         top5_prob=np.array([[0.9, 0.05, 0, 0, 0], [0.6, 0.2, 0.1, 0, 0], [1, 0, 0, 0, 0]], dtype=np.float16),
     )
-    m = cell_metrics(preds, num_classes=1000)
+    m = cell_metrics(top5=preds.top5, top5_prob=preds.top5_prob, labels=preds.labels, num_classes=1000)
     assert m["top1"] == 0.5 and m["top5"] == 1.0  # the unknown label is not counted
     assert m["ece"] == pytest.approx(abs(1 - 0.9) / 2 + abs(0 - 0.6) / 2, abs=1e-3)
 
@@ -118,7 +119,7 @@ def test_cell_ids_are_stable_and_file_safe():
 def test_store_append_roundtrip_and_torn_lines(tmp_path):
     store = RunStore(tmp_path, "r")
     store.dir.mkdir(parents=True)
-    rec = {"cell": "c1", "preds": "preds/c1.npz", "top1": 0.5}
+    rec = make_record(cell="c1")
     store.append(rec, _preds())
     got = Preds.load(store.dir / "preds/c1.npz")
     assert got.ids.tolist() == ["img0", "img1", "img2"] and got.top5.dtype == np.int16
@@ -127,7 +128,7 @@ def test_store_append_roundtrip_and_torn_lines(tmp_path):
     with store.records_path.open("ab") as fh:
         fh.write(b'{"cell": "c2", "preds": "preds/c2.np')
     assert list(store.finished()) == ["c1"]
-    store.append({"cell": "c3", "preds": "preds/c3.npz"}, _preds(seed=1))
+    store.append(make_record(cell="c3"), _preds(seed=1))
     assert list(store.finished()) == ["c1", "c3"]
     assert [r["cell"] for r in read_records(store.records_path)] == ["c1", "c3"]
     # a record whose preds file vanished is not finished; an orphan npz without a record neither

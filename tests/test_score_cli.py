@@ -3,7 +3,7 @@ corrupt stage, OOD layouts, on-the-fly corruption, bad images, and resume after 
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import os
 import shutil
 import signal
@@ -19,17 +19,14 @@ from typer.testing import CliRunner
 from robusteval.cli import app
 from robusteval.datasets.imagenet import wnids
 from robusteval.datasets.labelspace import get_label_space
-from robusteval.runs import TIMING_FIELDS, Preds, RunStore
+from robusteval.runs import TIMING_FIELDS, Preds, Record, RunStore
+from tests.helpers import val_rows, val_subset
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "mobilenet_v2"
 
-# The record schema of docs/architecture.md, key for key.
-RECORD_KEYS = {
-    "schema", "run", "cell", "model", "set", "suite", "severity", "params", "label_space", "subset", "n",
-    "top1", "top5", "ece", "seconds", "img_per_s", "skips", "preprocess", "data_config", "weights",
-    "spec_hash", "versions", "device", "amp", "batch_size", "created", "preds",
-}  # fmt: skip
+# Every record holds exactly the fields of the typed schema.
+RECORD_KEYS = {f.name for f in dataclasses.fields(Record)}  # the one schema: writer = reader
 
 
 def _need_weights() -> None:
@@ -42,22 +39,6 @@ def _need_weights() -> None:
         pytest.skip(f"{MODEL} weights absent: {err}")
 
 
-def _subset(val1300: Path, dst: Path, rows: list[dict]) -> Path:
-    (dst / "images").mkdir(parents=True, exist_ok=True)
-    with (dst / "labels.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "class_index", "wnid"])
-        for r in rows:
-            shutil.copy(val1300 / r["path"], dst / r["path"])
-            w.writerow([r["path"], r["class_index"], r["wnid"]])
-    return dst
-
-
-def _rows(val1300: Path) -> list[dict]:
-    with (val1300 / "labels.csv").open(newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 @pytest.fixture(scope="module")
 def workspace(val1300, tmp_path_factory):
     """12 real val images, a corrupted tree of them, a fake ImageNet-R and 16 mvh stimuli."""
@@ -65,11 +46,11 @@ def workspace(val1300, tmp_path_factory):
     from robusteval.corrupt.stage import run_corrupt
 
     root = tmp_path_factory.mktemp("score")
-    rows = _rows(val1300)
+    rows = val_rows(val1300)
     r200 = set(wnids()[m[0]] for m in get_label_space("imagenet-r200").imagenet_index)
     in_r = [r for r in rows if r["wnid"] in r200][:4]
     chosen = in_r + [r for r in rows if r not in in_r][:8]
-    data = _subset(val1300, root / "val", chosen)
+    data = val_subset(val1300, root / "val", chosen)
     run_corrupt(
         data=data,
         out=root / "tree",
@@ -124,13 +105,16 @@ def test_score_cli_end_to_end(workspace):
     assert len(store.records()) == len(expect)
     for r in recs.values():
         assert set(r) == RECORD_KEYS, set(r) ^ RECORD_KEYS
+        assert Record.from_json(r, where="test").to_json() == r
+        assert r["model_kind"] == "classifier" and r["command"].startswith("robusteval score --models")
+        assert r["forward_batch"] >= 1 and r["decode_batch"] >= 1
         preds = Preds.load(store.dir / r["preds"])
         assert len(preds.ids) == r["n"] and preds.top5.shape == (r["n"], 5)
         assert preds.top5.dtype == np.int16 and preds.top5_prob.dtype == np.float16
         hit = (preds.top5[:, 0] == preds.labels)[preds.labels >= 0]
         assert r["top1"] == pytest.approx(hit.mean())
         assert r["weights"]["sha256"] and r["versions"]["torch"] and r["device"] == "cpu"
-        assert r["amp"] == "off" and r["batch_size"] == 5 and r["skips"] == []
+        assert r["amp"] == "off" and r["forward_batch"] == r["decode_batch"] == 5 and r["skips"] == []
     clean = recs[f"{MODEL}__clean__s-__imagenet1k"]
     assert clean["n"] == ws["n"] and clean["suite"] == "clean" and "center crop 224" in clean["preprocess"]
     assert clean["data_config"]["interpolation"] == "bilinear" and clean["top1"] >= 0.5  # real weights
@@ -169,7 +153,7 @@ def test_score_bad_images_are_skipped_and_recorded(val1300, tmp_path):
     _need_weights()
     from tests.badcorpus import CASES, build_bad_corpus
 
-    good = [val1300 / r["path"] for r in _rows(val1300)[:2]]
+    good = [val1300 / r["path"] for r in val_rows(val1300)[:2]]
     root = build_bad_corpus(tmp_path / "bad", good=good)
     res = _invoke(["--models", MODEL, "--data", str(root), "--run", "bad", "--runs-dir", str(tmp_path / "runs"),
                    "--workers", "1"])  # fmt: skip
@@ -219,8 +203,9 @@ def test_resume_after_sigkill_gives_identical_records(workspace, tmp_path):
     a, b = _by_cell(ref), _by_cell(killed)
     assert len(killed.records()) == total and a.keys() == b.keys()
     for cell in a:
-        ra = {k: v for k, v in a[cell].items() if k not in (*TIMING_FIELDS, "run")}
-        rb = {k: v for k, v in b[cell].items() if k not in (*TIMING_FIELDS, "run")}
+        per_run = (*TIMING_FIELDS, "run", "command")  # the command names its run
+        ra = {k: v for k, v in a[cell].items() if k not in per_run}
+        rb = {k: v for k, v in b[cell].items() if k not in per_run}
         assert ra == rb
         pa, pb = Preds.load(ref.dir / a[cell]["preds"]), Preds.load(killed.dir / b[cell]["preds"])
         for field in ("ids", "labels", "top5", "top5_prob"):

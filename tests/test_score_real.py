@@ -31,11 +31,11 @@ def test_mobilenet_v2_reproduces_reference_accuracy(val1300, tmp_path):
         )
     )
     (rec,) = summary.written
-    assert rec["n"] == 1300 and rec["skips"] == []
-    assert rec["top1"] == pytest.approx(0.7969, abs=0.003)
-    assert rec["top5"] == pytest.approx(0.9454, abs=0.003)
-    assert 0 < rec["ece"] < 0.1
-    preds = Preds.load(summary.run_dir / rec["preds"])
+    assert rec.n == 1300 and rec.skips == []
+    assert rec.top1 == pytest.approx(0.7969, abs=0.003)
+    assert rec.top5 == pytest.approx(0.9454, abs=0.003)
+    assert 0 < rec.ece < 0.1
+    preds = Preds.load(summary.run_dir / rec.preds)
     assert len(set(preds.ids.tolist())) == 1300 and (preds.labels >= 0).all()
 
 
@@ -57,6 +57,6 @@ def test_mobilenet_v2_gpu_path_reproduces_reference_accuracy(val1300, tmp_path, 
     )
     (rec,) = run_score(req).written
     decoder = "nvjpeg" if gpu_decode else "pil"
-    assert rec["n"] == 1300 and f"decode {decoder};" in rec["preprocess"] and rec["amp"] == amp
-    assert rec["top1"] == pytest.approx(0.7969, abs=0.003)
-    assert rec["top5"] == pytest.approx(0.9454, abs=0.003)
+    assert rec.n == 1300 and f"decode {decoder};" in rec.preprocess and rec.amp == amp
+    assert rec.top1 == pytest.approx(0.7969, abs=0.003)
+    assert rec.top5 == pytest.approx(0.9454, abs=0.003)

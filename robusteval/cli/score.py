@@ -133,12 +133,10 @@ def score(
             if "ctx" in bar:
                 bar["ctx"].__exit__(None, None, None)
     for rec in summary.written:
-        sev = "" if rec["severity"] is None else f" s{rec['severity']}"
-        space = f" [{rec['label_space']}]" if rec["label_space"] != "imagenet1k" else ""
-        top1 = "--" if rec["top1"] is None else f"{100 * rec['top1']:.2f}%"
-        console.print(
-            f"{rec['model']:>20}  {rec['set']}{sev}{space}: top-1 {top1}  (n={rec['n']})", highlight=False
-        )
+        sev = "" if rec.severity is None else f" s{rec.severity}"
+        space = f" [{rec.label_space}]" if rec.label_space != "imagenet1k" else ""
+        top1 = "--" if rec.top1 is None else f"{100 * rec.top1:.2f}%"
+        console.print(f"{rec.model:>20}  {rec.set}{sev}{space}: top-1 {top1}  (n={rec.n})", highlight=False)
     console.print(
         f"[bold green]done[/] {len(summary.written)} cells written, {summary.reused} already finished, "
         f"{summary.skipped_images} images skipped, {summary.seconds:.1f} s → {summary.run_dir}"

@@ -8,7 +8,6 @@ the user trusts the file) and ``.safetensors``. Training dicts are unwrapped by 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import pickle
 import re
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from robusteval.errors import UserError
+from robusteval.provenance import sha256_file as file_sha256
 
 # Keys under which training scripts nest the weights (timm, Swin/ConvNeXt/VMamba releases,
 # Lightning, open_clip/CLIP-Mamba), tried in this order; EMA keys first when EMA is preferred.
@@ -46,15 +46,6 @@ class Checkpoint:
     state_dict: StateDict
     path: Path
     sha256: str
-
-
-def file_sha256(path: Path, *, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_safetensors(path: Path, *, trust: bool) -> Any:

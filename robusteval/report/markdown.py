@@ -520,7 +520,7 @@ def provenance_section(t: Tables, inp: ReportInputs) -> list[str]:
             _lines(r.data_config, code=True),
             _lines(r.device),
             _lines(r.amp),
-            _lines(r.batch_size),
+            _lines(r.forward_batch),
         ]
         for r in rows
     ]
@@ -546,7 +546,7 @@ def provenance_section(t: Tables, inp: ReportInputs) -> list[str]:
         "Data configs and scoring settings:",
         "",
         *table(
-            ["model", "preprocess", "data config", "device", "amp", "batch size"], cfg_rows, align="llllll"
+            ["model", "preprocess", "data config", "device", "amp", "forward batch"], cfg_rows, align="llllll"
         ),
         "",
     ]

@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from robusteval.errors import UserError
+from robusteval.runs import Preds, Record
 
-SCHEMA = 1
 #: Suites in the order the report presents them; unknown suites follow alphabetically.
 SUITE_ORDER = ("clean", "study21", "imagenet-c", "frequency", "ood-parametric", "ood", "modelvshuman16")
 #: Suites whose sets are transformations of the clean images, laddered by severity.
@@ -57,17 +55,6 @@ def spec_info() -> dict[str, SetInfo]:
     return out
 
 
-@dataclass(frozen=True)
-class Preds:
-    """Per-image predictions of one cell: ``ids`` str [n], ``labels`` int64 [n] (-1 unknown),
-    ``top5`` int [n, 5] class indices, ``top5_prob`` float64 [n, 5] softmax probabilities."""
-
-    ids: np.ndarray
-    labels: np.ndarray
-    top5: np.ndarray
-    top5_prob: np.ndarray
-
-
 @dataclass
 class Run:
     """One run's records (deduplicated, sorted), model kinds and set facts."""
@@ -91,20 +78,7 @@ class Run:
         Read on each call, not cached: a full study run holds hundreds of 15,000-image cells.
         """
         rel = record.get("preds")
-        return _read_preds(self.dir / str(rel)) if rel else None
-
-
-def _read_preds(path: Path) -> Preds | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return Preds(
-                ids=np.asarray(z["ids"]).astype(str),
-                labels=np.asarray(z["labels"], dtype=np.int64),
-                top5=np.asarray(z["top5"], dtype=np.int64),
-                top5_prob=np.asarray(z["top5_prob"], dtype=np.float64),
-            )
-    except (OSError, KeyError, ValueError):
-        return None
+        return Preds.read(self.dir / str(rel)) if rel else None
 
 
 def suite_rank(suite: str) -> tuple[int, str]:
@@ -163,38 +137,19 @@ def parse_records(lines: Iterable[str], *, source: str) -> list[dict[str, Any]]:
             raise UserError(
                 f"{source}:{i} is not a JSON record", hint="re-run `robusteval score` on this run"
             ) from err
-        if not isinstance(rec, dict) or "model" not in rec or "set" not in rec:
+        if not isinstance(rec, dict):
             raise UserError(f"{source}:{i} is not a score record (needs model and set)")
-        if rec.get("schema", SCHEMA) != SCHEMA:
-            raise UserError(
-                f"{source}:{i} has record schema {rec.get('schema')!r}; this robusteval reads schema {SCHEMA}",
-                hint="upgrade robusteval or re-score the run",
-            )
+        rec = Record.from_json(rec, where=f"{source}:{i}").to_json()
         rec.setdefault("suite", "clean" if is_clean(rec) else "other")
         by_cell[_cell_key(rec)] = rec
     return sorted(by_cell.values(), key=_sort_key)
 
 
-def _registry_kind(model: str) -> str | None:
-    """The model card's kind when the name is registered (model modules are imported lazily)."""
-    try:
-        from robusteval.models import resolve
-
-        card = resolve(model).meta.get("card")
-    except (UserError, ImportError):
-        return None
-    return getattr(card, "kind", None)
-
-
 def model_kinds(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Model → ``"classifier"`` or ``"clip"``: a record's ``model_kind``, else the model card's."""
+    """Model → ``"classifier"`` or ``"clip"``, as the score engine recorded it (first record wins)."""
     kinds: dict[str, str] = {}
     for rec in records:
-        if rec.get("model_kind"):
-            kinds.setdefault(rec["model"], str(rec["model_kind"]))
-    for rec in records:
-        if rec["model"] not in kinds:
-            kinds[rec["model"]] = _registry_kind(rec["model"]) or "classifier"
+        kinds.setdefault(str(rec["model"]), str(rec.get("model_kind") or "classifier"))
     return kinds
 
 

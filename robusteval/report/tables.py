@@ -531,7 +531,7 @@ def zero_shot_table(cells: pd.DataFrame, set_acc: pd.DataFrame) -> pd.DataFrame:
 
 _PROV_COLUMNS = [
     "model", "kind", "weights_source", "weights_sha256", "preprocess", "data_config", "device", "amp",
-    "batch_size", "cells", "created_first", "created_last", "commands", "zero_shot",
+    "forward_batch", "cells", "created_first", "created_last", "commands", "zero_shot",
 ]  # fmt: skip
 
 
@@ -564,7 +564,7 @@ def provenance_tables(run: Run) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
                 "data_config": _distinct([r.get("data_config") for r in recs]),
                 "device": _distinct([r.get("device") for r in recs]),
                 "amp": _distinct([r.get("amp") for r in recs]),
-                "batch_size": _distinct([r.get("batch_size") for r in recs]),
+                "forward_batch": _distinct([r.get("forward_batch") for r in recs]),
                 "cells": len(recs),
                 "created_first": created[0] if created else "",
                 "created_last": created[-1] if created else "",

@@ -12,23 +12,20 @@ together, metrics), ``img_per_s`` the images of the pass over it — end-to-end 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from robusteval.datasets.items import Head, ScoreSet
 from robusteval.devices import device_label, device_versions, host_to_device, resolve_device
 from robusteval.errors import UserError
-from robusteval.runs import SCHEMA, Preds, RunStore, cell_id
+from robusteval.metrics import cell_metrics
+from robusteval.runs import Preds, Record, RunStore, cell_id
 from robusteval.score.loader import iter_batches
 from robusteval.score.runner import AMP_MODES, ResidentModel, default_amp
-
-ECE_BINS = 15
 
 
 @dataclass
@@ -60,49 +57,46 @@ class ScoreRequest:
     # NVJPEG_BELOW_WORKERS decode workers (see _use_nvjpeg)
     gpu_decode: bool | None = None
     cache_gib: float | None = None  # on-the-fly: keep clean crops on the device up to this size
+    command: str | None = None  # recorded with every cell; None: the equivalent command line
+
+
+_OPTION_NAMES = {"sets_dir": "sets", "severities": "severity", "gpu_decode": "gpu-decode"}
+
+
+def request_command(req: ScoreRequest) -> str:
+    """``robusteval score ...`` with every option that differs from its default, as a user types it."""
+    import dataclasses
+    import shlex
+
+    argv = ["robusteval", "score"]
+    for f in dataclasses.fields(req):
+        value = getattr(req, f.name)
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if f.name == "command" or (has_default and value == default):
+            continue
+        option = "--" + _OPTION_NAMES.get(f.name, f.name).replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(
+                option if value else "--cpu-decode" if f.name == "gpu_decode" else f"--no-{option[2:]}"
+            )
+        elif isinstance(value, dict):
+            argv += [option, *(f"{k}={v}" for k, v in value.items())]
+        elif isinstance(value, list):
+            argv += [option, *("=".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in value)]
+        elif value is not None:
+            argv += [option, str(value)]
+    return shlex.join(argv)
 
 
 @dataclass
 class ScoreSummary:
     run_dir: Path
-    written: list[dict[str, Any]] = field(default_factory=list)
+    written: list[Record] = field(default_factory=list)
     reused: int = 0  # cells already finished by an earlier run
     images: int = 0  # images decoded in this call
     skipped_images: int = 0
     seconds: float = 0.0
-
-
-# --- metrics -----------------------------------------------------------------------------------
-
-
-def expected_calibration_error(
-    confidence: np.ndarray, correct: np.ndarray, *, n_bins: int = ECE_BINS
-) -> float:
-    """ECE with ``n_bins`` equal-width confidence bins ``(lo, hi]`` (Guo et al. 2017), in [0, 1]."""
-    conf = np.asarray(confidence, dtype=np.float64)
-    hit = np.asarray(correct, dtype=np.float64)
-    if conf.size == 0:
-        return math.nan
-    idx = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    gap = np.bincount(idx, weights=hit, minlength=n_bins) - np.bincount(idx, weights=conf, minlength=n_bins)
-    return float(np.abs(gap).sum() / conf.size)
-
-
-def cell_metrics(preds: Preds, *, num_classes: int) -> dict[str, float | None]:
-    """top-1, top-5 (None for spaces of <= 5 classes) and ECE over images with known labels."""
-    known = preds.labels >= 0
-    if not known.any():
-        return {"top1": None, "top5": None, "ece": None}
-    labels = preds.labels[known]
-    top5 = preds.top5[known].astype(np.int64)
-    hit1 = top5[:, 0] == labels
-    hit5 = (top5 == labels[:, None]).any(axis=1)
-    conf = preds.top5_prob[known, 0].astype(np.float64)
-    return {
-        "top1": float(hit1.mean()),
-        "top5": float(hit5.mean()) if num_classes > 5 else None,
-        "ece": expected_calibration_error(conf, hit1),
-    }
 
 
 # --- listing the work --------------------------------------------------------------------------
@@ -499,21 +493,24 @@ def _write_cell(c: _Cell, p: _Pass, acc: _Acc, *, skips, members, decoders, seco
     labels = s.head_labels(c.head)[pos] if len(pos) else np.zeros(0, np.int64)
     ids = np.asarray([s.items[i].id for i in pos], dtype=str)
     preds = Preds(ids=ids, labels=labels, top5=top5, top5_prob=prob)
-    metrics = cell_metrics(preds, num_classes=space.num_classes)
+    metrics = cell_metrics(top5=top5, top5_prob=prob, labels=labels, num_classes=space.num_classes)
     head_skips = [{"path": s.items[i].path, "reason": r} for i, r in sorted(set(skips)) if members[i]] + list(
         s.skips
     )
     loaded = model.loaded
-    record = {
-        "schema": SCHEMA, "run": ctx.store.name, "cell": c.id, "model": c.model, "set": s.name,
-        "suite": s.suite, "severity": s.severity, "params": s.params, "label_space": c.head.label_space,
-        "subset": c.head.subset, "n": len(ids), "top1": metrics["top1"], "top5": metrics["top5"],
-        "ece": metrics["ece"], "seconds": round(seconds, 3),
-        "img_per_s": round(n_images / seconds, 2) if seconds > 0 else None, "skips": head_skips,
-        "preprocess": _preprocess_text(p, model, decoders), "data_config": loaded.card.data.as_dict(),
-        "weights": dict(loaded.weights), "spec_hash": s.spec_hash, "versions": ctx.versions,
-        "device": ctx.device_label, "amp": ctx.amp, "batch_size": model.min_chunk,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "preds": f"preds/{c.id}.npz",
-    }  # fmt: skip
+    zero_shot = getattr(loaded.module, "zero_shot_info", None)
+    record = Record(
+        run=ctx.store.name, cell=c.id, model=c.model, model_kind=loaded.card.kind, set=s.name,
+        suite=s.suite, severity=s.severity, params=s.params, label_space=c.head.label_space,
+        subset=c.head.subset, n=len(ids), top1=metrics["top1"], top5=metrics["top5"],
+        ece=metrics["ece"], seconds=round(seconds, 3),
+        img_per_s=round(n_images / seconds, 2) if seconds > 0 else None, skips=head_skips,
+        preprocess=_preprocess_text(p, model, decoders), data_config=loaded.card.data.as_dict(),
+        weights=dict(loaded.weights), spec_hash=s.spec_hash,
+        zero_shot=dict(zero_shot) if zero_shot else None, command=ctx.req.command or request_command(ctx.req),
+        versions=ctx.versions, device=ctx.device_label, amp=ctx.amp, decode_batch=ctx.req.batch_size,
+        forward_batch=model.min_chunk, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        preds=f"preds/{c.id}.npz",
+    )  # fmt: skip
     ctx.store.append(record, preds)
     ctx.summary.written.append(record)

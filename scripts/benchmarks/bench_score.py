@@ -166,10 +166,8 @@ def score_rate(models: list[str], *, run: str, work: Path, device: str, batch: i
     summary = run_score(req)
     wall = time.perf_counter() - t
     rec = summary.written[0]
-    log(
-        f"{run}: {rec['n']} images, pass {rec['seconds']:.1f} s ({rec['img_per_s']:.1f} img/s), call {wall:.1f} s"
-    )
-    return rec["img_per_s"], rec
+    log(f"{run}: {rec.n} images, pass {rec.seconds:.1f} s ({rec.img_per_s:.1f} img/s), call {wall:.1f} s")
+    return rec.img_per_s, rec
 
 
 def pipeline_rate(data: Path, *, device: str, batch: int, workers: int, mode: str, tree: bool,
@@ -311,8 +309,8 @@ def part_protocol(a, jpeg_dir: Path) -> dict:
         weights={model[0]: "none"},
     ))  # fmt: skip
     wall = time.perf_counter() - t
-    cells = [r for r in summary.written if r["set"] != "clean"]
-    images = sum(r["n"] for r in cells)
+    cells = [r for r in summary.written if r.set != "clean"]
+    images = sum(r.n for r in cells)
     # the study's protocol: 15,000 images x 21 transformations x 5 severities; the time scales with
     # the number of images (every cell is one pass over them), so a subset projects linearly
     scale = 15000 / a.protocol_images
@@ -335,7 +333,7 @@ def part_cpu(a) -> dict:
                                scan_backend="torch", workers=workers, random=a.cpu_random_weights, data=data)  # fmt: skip
         out[f"e2e_img_s_workers{workers}"] = rate
         out[f"fraction_workers{workers}"] = rate / ceil if ceil else None
-        out["top1"] = rec["top1"]
+        out["top1"] = rec.top1
     return out
 
 
