@@ -1,12 +1,15 @@
-"""`robusteval list transforms|suites|models`: what can be asked for, as rich tables."""
+"""`robusteval list transforms|suites|models`: what can be asked for (a table, plain lines when piped, or JSON)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from robusteval.cli import app
@@ -23,53 +26,82 @@ def _fmt_params(params: dict) -> str:
     return json.dumps(params, separators=(",", "="))[1:-1].replace('"', "") or "—"
 
 
-def _transforms_table(suite: str | None) -> Table:
+@dataclass
+class Listing:
+    """A listing as data: rendered as a rich table on a terminal, tab-separated lines when piped,
+    or JSON with ``--json``. The first column holds the names a user types; it never wraps."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    caption: str = ""
+
+
+def _transforms(suite: str | None) -> Listing:
     from robusteval.corrupt.spec import load_specs
 
     specs = [s for s in load_specs().values() if suite in (None, s.suite)]
     width = max((len(s.levels) for s in specs), default=5)
-    table = Table(title=f"{len(specs)} transformations" + (f" in suite {suite}" if suite else ""))
-    table.add_column("name", style="bold")
-    table.add_column("suite")
-    for i in range(1, width + 1):
-        table.add_column(str(i), overflow="fold")
+    out = Listing(
+        title=f"{len(specs)} transformations" + (f" in suite {suite}" if suite else ""),
+        columns=["name", "suite", *(str(i) for i in range(1, width + 1))],
+        caption="columns are severities (levels for parametric suites); * marks the seed study's setting",
+    )
     for s in specs:
         cells = [_fmt_params(s.params(i)) if i <= len(s.levels) else "" for i in range(1, width + 1)]
         if s.study_level:
-            cells[s.study_level - 1] = f"[green]{cells[s.study_level - 1]}[/] *"
+            cells[s.study_level - 1] += " *"
         if s.single_level:
             cells[0] += " (single level)"
-        table.add_row(s.name, s.suite, *cells)
-    table.caption = "* the seed study's setting; columns are severities (levels for parametric suites)"
-    return table
+        out.rows.append([s.name, s.suite, *cells])
+    return out
 
 
-def _suites_table() -> Table:
+def _suites(suite: str | None) -> Listing:
     from robusteval.corrupt.spec import load_specs, suites
 
-    table = Table(title="suites")
-    for col in ("suite", "sets", "levels", "members"):
-        table.add_column(col)
+    out = Listing(title="suites", columns=["suite", "sets", "levels", "members"])
     specs = load_specs()
     for name, members in suites().items():
         levels = sum(len(specs[m].levels) for m in members)
-        table.add_row(name, str(len(members)), str(levels), ", ".join(members))
-    return table
+        out.rows.append([name, str(len(members)), str(levels), ", ".join(members)])
+    return out
 
 
-def _models_table() -> Table:
+def _models(suite: str | None) -> Listing:
     from robusteval.models import list_models
 
-    table = Table(title="models")
-    for col in ("name", "family", "kind", "input", "interp", "crop", "upstream", "paper top-1"):
-        table.add_column(col)
+    out = Listing(
+        title="models",
+        columns=["name", "family", "kind", "input", "interp", "crop", "upstream", "paper top-1"],
+        caption="plus any timm model as timm:<name> and any open_clip model as openclip:<arch>",
+    )
     for card in list_models():
         d = card.data
-        table.add_row(
+        out.rows.append([
             card.name, card.family, card.kind, str(d.input_size), d.interpolation, f"{d.crop_pct:g}",
             card.upstream, f"{card.paper_top1:.1f}" if card.paper_top1 else "",
-        )  # fmt: skip
-    table.caption = "plus any timm model as timm:<name>"
+        ])  # fmt: skip
+    return out
+
+
+LISTINGS: dict[str, Callable[[str | None], Listing]] = {
+    "transforms": _transforms,
+    "suites": _suites,
+    "models": _models,
+}
+
+
+def _rich_table(listing: Listing) -> Table:
+    table = Table(title=listing.title, caption=listing.caption or None)
+    for i, col in enumerate(listing.columns):
+        if i == 0:  # the names a user must type: never wrapped, never cut
+            width = max([len(col), *(len(r[0]) for r in listing.rows)])
+            table.add_column(col, style="bold", no_wrap=True, min_width=width)
+        else:
+            table.add_column(col, overflow="fold")
+    for row in listing.rows:
+        table.add_row(*(escape(c) for c in row))
     return table
 
 
@@ -77,12 +109,18 @@ def _models_table() -> Table:
 def list_(
     what: Annotated[What, typer.Argument(help="transforms, suites or models")],
     suite: Annotated[str | None, typer.Option(help="only transforms of this suite")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per row")] = False,
 ) -> None:
-    """Show the registered transformations (with their 5 severities), suites, or models."""
+    """Show the registered transformations (with their 5 severities), suites, or models.
+
+    On a terminal: a table. Piped: one tab-separated row a line (header first), for grep and cut.
+    """
     with user_errors():
-        table = {
-            What.transforms: lambda: _transforms_table(suite),
-            What.suites: _suites_table,
-            What.models: _models_table,
-        }[what]()
-    console.print(table)
+        listing = LISTINGS[what.value](suite)
+    if as_json:
+        typer.echo(json.dumps([dict(zip(listing.columns, r, strict=True)) for r in listing.rows], indent=1))
+    elif console.is_terminal:
+        console.print(_rich_table(listing))
+    else:
+        for row in [listing.columns, *listing.rows]:
+            typer.echo("\t".join(row))
