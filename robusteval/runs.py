@@ -56,9 +56,9 @@ class Record:
     severity: int | None
     label_space: str
     n: int
-    top1: float
+    top1: float | None  # None: no image of the cell has a known label (or none was readable)
     top5: float | None
-    ece: float
+    ece: float | None
     preds: str
     model_kind: str = "classifier"  # "classifier" or "clip" (zero-shot head)
     params: dict[str, Any] | None = None

@@ -37,3 +37,16 @@ def make_record(**fields: Any) -> Record:
     }  # fmt: skip
     base.update(fields)
     return Record(**base)
+
+
+def need_weights(name: str = "mobilenet_v2") -> None:
+    """Skip the test when the real weights of ``name`` are not installed."""
+    import pytest
+
+    from robusteval.errors import UserError
+    from robusteval.models.factory import create_model
+
+    try:
+        create_model(name)
+    except UserError as err:
+        pytest.skip(f"{name} weights absent: {err}")

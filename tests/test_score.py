@@ -364,3 +364,23 @@ def test_nvjpeg_is_chosen_only_with_few_decode_workers_unless_asked():
     forced = ScoreRequest(models=["m"], run="r", gpu_decode=True)
     assert _use_nvjpeg(forced, device="cuda", workers=15) and not _use_nvjpeg(forced, device="cpu", workers=1)
     assert not _use_nvjpeg(ScoreRequest(models=["m"], run="r", gpu_decode=False), device="cuda", workers=0)
+
+
+def test_a_tree_whose_files_are_all_missing_scores_nothing_and_records_the_skips(val1300, tmp_path):
+    """Every listed PNG deleted: no traceback, the cells are written with n = 0 and every skip."""
+    from robusteval.corrupt.stage import run_corrupt
+    from robusteval.score.engine import ScoreRequest, run_score
+    from tests.helpers import need_weights, val_rows, val_subset
+
+    need_weights("mobilenet_v2")
+    data = val_subset(val1300, tmp_path / "val", val_rows(val1300)[:2])
+    out = tmp_path / "sets"
+    run_corrupt(data=data, out=out, transforms=["invert"], severities=None, workers=1)
+    for png in out.rglob("*.png"):
+        png.unlink()
+    summary = run_score(
+        ScoreRequest(models=["mobilenet_v2"], sets_dir=out, run="gone", runs_dir=tmp_path, workers=0)
+    )
+    (rec,) = summary.written
+    assert rec.n == 0 and rec.top1 is None and len(rec.skips) == 2
+    assert all("missing" in s["reason"] for s in rec.skips)

@@ -20,7 +20,7 @@ from robusteval.cli import app
 from robusteval.datasets.imagenet import wnids
 from robusteval.datasets.labelspace import get_label_space
 from robusteval.runs import TIMING_FIELDS, Preds, Record, RunStore
-from tests.helpers import val_rows, val_subset
+from tests.helpers import need_weights, val_rows, val_subset
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "mobilenet_v2"
@@ -30,13 +30,7 @@ RECORD_KEYS = {f.name for f in dataclasses.fields(Record)}  # the one schema: wr
 
 
 def _need_weights() -> None:
-    from robusteval.errors import UserError
-    from robusteval.models.factory import create_model
-
-    try:
-        create_model(MODEL)
-    except UserError as err:
-        pytest.skip(f"{MODEL} weights absent: {err}")
+    need_weights(MODEL)
 
 
 @pytest.fixture(scope="module")

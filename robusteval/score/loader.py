@@ -25,7 +25,7 @@ An image that fails becomes a skip ``(position, one-line reason)``; the batch go
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,6 +177,10 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # workers decode; the main process owns the compute threads
 
 
+def _no_batches() -> Generator[DeviceBatch, None, None]:
+    yield from ()
+
+
 def iter_batches(
     streams: Sequence[Stream],
     jobs: Sequence[Job],
@@ -193,8 +197,8 @@ def iter_batches(
     """
     import torch
 
-    if not jobs:
-        return iter(())
+    if not jobs:  # e.g. a tree whose files are all missing: nothing to decode, still closable
+        return _no_batches()
     cuda = str(device).startswith("cuda")
     kwargs = {}
     if workers > 0:
