@@ -30,6 +30,10 @@ from robusteval.errors import UnknownName, UserError
 
 _SPEC_PACKAGE = "robusteval.corrupt.specs"
 
+#: Every corrupted image starts as this crop of the clean image: short side resized to
+#: ``BASE_RESIZE`` (PIL bilinear), centre crop ``BASE_CROP`` x ``BASE_CROP`` (pixels).
+BASE_RESIZE, BASE_CROP = 256, 224
+
 
 @dataclass(frozen=True)
 class SetSpec:
@@ -73,6 +77,56 @@ class SetSpec:
         if out.dtype != np.uint8 or out.shape != image.shape:
             raise RuntimeError(f"op {self.op} returned {out.dtype} {out.shape} for {image.shape}")
         return out
+
+
+def base_crop(image: np.ndarray) -> np.ndarray:
+    """uint8 HWC RGB image of any size → the 224x224 crop every transformation is applied to."""
+    from robusteval.datasets.decode import resize_center_crop
+
+    return resize_center_crop(image, resize=BASE_RESIZE, crop=BASE_CROP)
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """One set at one severity under one run seed, resolved once.
+
+    The tree writer (:mod:`robusteval.corrupt.stage`), the decode workers and the batched device
+    path all take this value, so they agree on the op, its parameters, the spec hash and the
+    per-image seed ``derive_seed(seed, set, severity, image id)``.
+    """
+
+    spec: SetSpec
+    severity: int
+    seed: int = 0
+
+    @property
+    def set_name(self) -> str:
+        return self.spec.name
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.spec.params(self.severity)
+
+    @property
+    def spec_hash(self) -> str:
+        return self.spec.spec_hash(self.severity)
+
+    def image_seed(self, image_id: str) -> int:
+        """The 32-bit seed of one output (stable across processes and worker counts)."""
+        from robusteval.seeding import derive_seed
+
+        return derive_seed(self.seed, self.spec.name, self.severity, image_id)
+
+    def apply(self, crop: np.ndarray, *, image_id: str) -> np.ndarray:
+        """The reference op on a uint8 HWC :func:`base_crop` → uint8 HWC of the same shape."""
+        return self.spec.apply(crop, severity=self.severity, seed=self.image_seed(image_id))
+
+
+def corruption(set_name: str, *, severity: int, seed: int = 0) -> Corruption:
+    """:class:`Corruption` of a registered set (one-line error for unknown names or levels)."""
+    spec = get_spec(set_name)
+    spec.params(severity)  # checks the level
+    return Corruption(spec, severity, seed)
 
 
 def _spec_root() -> Any:

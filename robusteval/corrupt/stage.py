@@ -19,17 +19,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from robusteval.corrupt.spec import SetSpec, get_spec, resolve_sets
+from robusteval.corrupt.spec import SetSpec, base_crop, corruption, resolve_sets
 from robusteval.corrupt.trees import MANIFEST
 from robusteval.cpus import usable_cpus
-from robusteval.datasets.decode import BadImage, load_rgb, resize_center_crop
+from robusteval.datasets.decode import BadImage, load_rgb
 from robusteval.datasets.layouts import Dataset, Sample, read_dataset, sample_per_class
 from robusteval.errors import UserError
 from robusteval.jsonl import append_records, atomic_write_bytes, read_records
 from robusteval.provenance import sha256_bytes, sha256_file, versions
-from robusteval.seeding import derive_seed
-
-RESIZE, CROP = 256, 224
 
 
 @dataclass(frozen=True)
@@ -89,21 +86,20 @@ def _process_image(
 ) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
     """Worker: decode and crop once, then produce every pending target of this image."""
     try:
-        crop = resize_center_crop(load_rgb(sample.path), resize=RESIZE, crop=CROP)
+        crop = base_crop(load_rgb(sample.path))
     except BadImage as err:
         return [], {"source": str(sample.path), "id": sample.id, "reason": str(err)}
     records = []
     for t in targets:
-        spec = get_spec(t.set_name)
-        item_seed = derive_seed(seed, t.set_name, t.severity, sample.id)
-        data = encode_png(spec.apply(crop, severity=t.severity, seed=item_seed))
+        c = corruption(t.set_name, severity=t.severity, seed=seed)
+        data = encode_png(c.apply(crop, image_id=sample.id))
         atomic_write_bytes(Path(out) / t.rel, data)
         records.append({
-            "kind": "output", "set": t.set_name, "folder": t.rel.split("/", 1)[0], "suite": spec.suite,
-            "severity": t.severity, "op": spec.op, "params": spec.params(t.severity),
-            "spec_hash": spec.spec_hash(t.severity), "source": str(sample.path), "id": sample.id,
+            "kind": "output", "set": t.set_name, "folder": t.rel.split("/", 1)[0], "suite": c.spec.suite,
+            "severity": t.severity, "op": c.spec.op, "params": c.params,
+            "spec_hash": c.spec_hash, "source": str(sample.path), "id": sample.id,
             "label": sample.label, "wnid": sample.wnid, "class_folder": sample.folder, "path": t.rel,
-            "sha256": sha256_bytes(data), "seed": item_seed,
+            "sha256": sha256_bytes(data), "seed": c.image_seed(sample.id),
         })  # fmt: skip
     return records, None
 

@@ -26,7 +26,6 @@ import numpy as np
 from robusteval.corrupt.batched import has_batch_op
 
 IMPLS = ("auto", "torch", "imgaug")
-BASE_RESIZE, BASE_CROP = 256, 224
 
 
 def resolve_impl(op: str, impl: str) -> str:
@@ -58,13 +57,10 @@ class CropAndCorrupt:
     seed: int = 0
 
     def __call__(self, image: np.ndarray, position: int) -> np.ndarray:
-        from robusteval.datasets.decode import resize_center_crop
+        from robusteval.corrupt.spec import base_crop, corruption
 
-        crop = resize_center_crop(image, resize=BASE_RESIZE, crop=BASE_CROP)
+        crop = base_crop(image)
         if self.set_name is None:
             return crop
-        from robusteval.corrupt.spec import get_spec
-        from robusteval.seeding import derive_seed
-
-        item_seed = derive_seed(self.seed, self.set_name, self.severity, self.ids[position])
-        return get_spec(self.set_name).apply(crop, severity=self.severity, seed=item_seed)
+        c = corruption(self.set_name, severity=self.severity, seed=self.seed)
+        return c.apply(crop, image_id=self.ids[position])
