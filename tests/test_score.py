@@ -355,7 +355,9 @@ def test_device_prefetch_keeps_order_raises_and_stops_early():
 
 
 def test_nvjpeg_is_chosen_only_with_few_decode_workers_unless_asked():
-    from robusteval.score.engine import NVJPEG_BELOW_WORKERS, ScoreRequest, _use_nvjpeg
+    from robusteval.score.plan import NVJPEG_BELOW_WORKERS
+    from robusteval.score.plan import use_nvjpeg as _use_nvjpeg
+    from robusteval.score.request import ScoreRequest
 
     auto = ScoreRequest(models=["m"], run="r")
     assert not _use_nvjpeg(auto, device="cpu", workers=0)

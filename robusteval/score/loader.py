@@ -16,7 +16,7 @@ decoding across set boundaries and the device never waits at the start of a set.
   ``DEVICE_PREFETCH`` batches ahead, so the scoring thread keeps queueing model work while the next
   batch is assembled and copied. (It cannot hide nvJPEG: torchvision's CUDA decode waits until the
   GPU has drained all queued work, from any thread or stream, which is why the engine prefers worker
-  decoding; see ``robusteval.score.engine.NVJPEG_BELOW_WORKERS``.)
+  decoding; see ``robusteval.score.plan.NVJPEG_BELOW_WORKERS``.)
 - A stream may carry a picklable ``prepare(image, position) -> image`` run in the worker on uint8 HWC
   pixels (the on-the-fly path: 224 crop, and the CPU imgaug corruption).
 
