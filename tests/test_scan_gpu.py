@@ -108,10 +108,10 @@ def test_selective_scan_mamba_matches_torch(n):
     assert rel(ss.selective_scan(**args, z=z, backend="torch"), ref) < 1e-5
 
 
-# Each case compiles its own kernel (shape, dtype and strides are compile-time): the legacy v1 at
-# W = 56 only; v2 at W = 56 and 7; img where the image fits its tile (14x14, 7x7).
+# Each case compiles its own kernel (shape, dtype and strides are compile-time): the plain chunked
+# kernel at W = 56 only; v2 at W = 56 and 7; img where the image fits its tile (14x14, 7x7).
 KERNEL_CASES = [
-    ("v1", SHAPES[0], "contiguous"),
+    ("chunked", SHAPES[0], "contiguous"),
     *[("v2", s, m) for s in (SHAPES[0], SHAPES[3]) for m in ("contiguous", "channels_last")],
     *[("img", s, m) for s in (SHAPES[2], SHAPES[3]) for m in ("contiguous", "channels_last")],
 ]
