@@ -306,7 +306,8 @@ def cross_merge(ys: torch.Tensor, H: int, W: int) -> torch.Tensor:
     acc = torch.promote_types(ys.dtype, torch.float32)
     rows = ys[:, 0].to(acc) + ys[:, 2].flip(-1)
     cols = ys[:, 1].to(acc) + ys[:, 3].flip(-1)
-    return (rows + cols.view(B, D, W, H).transpose(2, 3).reshape(B, D, L)).view(B, D, H, W)
+    # the column-major sum added through a transposed view: one pass, no reshape copy
+    return rows.view(B, D, H, W) + cols.view(B, D, W, H).transpose(2, 3)
 
 
 def _to_scan_order(t: torch.Tensor, H: int, W: int) -> torch.Tensor:
@@ -382,7 +383,7 @@ def cross_selective_scan_unfused(
     )
     y = cross_merge(ys.view(B, K_DIRECTIONS, D, L), H, W).to(acc)
     dsum = Ds.to(acc).view(K_DIRECTIONS, D).sum(0).view(1, D, 1, 1)
-    return y + dsum * x.to(acc)
+    return torch.addcmul(y, dsum, x.to(acc))
 
 
 # ----------------------------------------------------------------------------------------------
