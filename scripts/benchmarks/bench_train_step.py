@@ -123,7 +123,9 @@ def model_rows(args: argparse.Namespace) -> list[dict]:
                 if compiled:
                     torch._dynamo.reset()
                     run = torch.compile(model, dynamic=False)
-                row.update(train_rate(run, batch=batch, size=size, iters=args.iters, warmup=2))
+                row.update(
+                    train_rate(run, batch=batch, size=size, iters=args.iters, warmup=0 if args.tiny else 2)
+                )
             except Exception as err:  # a missing kernel package or a failed compile is a row, not a crash
                 row["error"] = f"{type(err).__name__}: {err}"[:200]
                 if DEVICE == "cuda":
