@@ -8,7 +8,7 @@
 kernel alone (configs a shape cannot run are reported and skipped).
 
 ``--sweep`` times launch configurations of the fused kernels per shape and dtype and prints the
-best per shape, as the ``LAUNCH_TABLE`` entries of ``robusteval/ops/scan_triton.py`` (also written
+best per shape, as the ``LAUNCH_TABLE`` entries of ``robusteval/models/kernels/triton_scan.py`` (also written
 to ``best_configs.json``, which ``scripts/benchmarks/bench_models.py --launch-table`` reads). Candidates: the
 row kernel ``v2`` with 16-128 channels per program and 4 or 8 warps, the whole-image kernel ``img``
 where the image fits one tile, the 16-channel ones also capped at 128 registers; then, on the fastest, the data layouts around it (projections
@@ -89,6 +89,12 @@ IO_VARIANTS = ("dc", "xc-yc-dc")
 # The path before per-shape configs: 16 channels a program, x copied contiguous, y contiguous (so the
 # out-norm's permute copies it), projections channel-major.
 BASELINE = "v2:g16-w4-r1-p1-xc-yc-dc"
+
+
+def hbm_bytes(*, B: int, D: int, H: int, W: int, R: int, in_bytes: int) -> int:
+    """Fewest HBM bytes the fused forward kernel must move: x and dbl read once, y (float32) written once."""
+    L = H * W
+    return B * D * L * in_bytes + B * 4 * (R + 2) * L * in_bytes + B * D * L * 4 + 4 * D * (R + 3) * 4
 
 
 def candidates(*, D: int, H: int, W: int, full: bool) -> list[str]:
@@ -268,7 +274,7 @@ def main() -> None:
             wt = weights(d, r)
             x = inputs(B=B, d=d, h=h, w=w, dtype=dtype)
             xc, skip, ref = reference(x, wt, d)
-            nbytes = scan_triton.hbm_bytes(B=B, D=d, H=h, W=w, R=r, in_bytes=x.element_size())
+            nbytes = hbm_bytes(B=B, D=d, H=h, W=w, R=r, in_bytes=x.element_size())
             got = timed.setdefault((name, dname), {})
             for text in texts:
                 if errors.get((d, h, w, r, dname, text)):
@@ -319,7 +325,7 @@ def main() -> None:
             xk = x.contiguous() if cfg.get("x_mem") == "copy" else x
             dbl = scan_triton.projections(xk, wt["x_proj_weight"], layout=cfg.get("dbl", "auto"))
             tk = bench(partial(scan_triton.fused_kernel_only, xk, dbl, **wt, config=win))
-            nbytes = scan_triton.hbm_bytes(B=B, D=d, H=h, W=w, R=r, in_bytes=x.element_size())
+            nbytes = hbm_bytes(B=B, D=d, H=h, W=w, R=r, in_bytes=x.element_size())
             record(name, dtype, f"kernel {win}", tk, nbytes, float("nan"), "sweep winner, kernel alone")
             best[f"{name}/{dname}"] = dict(
                 shape=name, dtype=dname, D=d, H=h, W=w, config=win, op_ms=got[win] * 1e3,
@@ -343,7 +349,7 @@ def main() -> None:
             wt = weights(d, r)
             x = inputs(B=B, d=d, h=h, w=w, dtype=torch.bfloat16)
             xc, skip, ref = reference(x, wt, d)
-            nbytes = scan_triton.hbm_bytes(B=B, D=d, H=h, W=w, R=r, in_bytes=x.element_size())
+            nbytes = hbm_bytes(B=B, D=d, H=h, W=w, R=r, in_bytes=x.element_size())
             for text in compare:
                 if errors.get((d, h, w, r, "bf16", text)):
                     print(f"compare {name} {text}: {errors[(d, h, w, r, 'bf16', text)]}", flush=True)
@@ -392,7 +398,7 @@ def main() -> None:
                 _, cfg = scan_triton.parse_config(text)
                 xk = x.contiguous() if cfg.get("x_mem") == "copy" else x
                 dbl = scan_triton.projections(xk, wt["x_proj_weight"], layout=cfg.get("dbl", "auto"))
-                nbytes = scan_triton.hbm_bytes(B=B, D=d, H=h, W=w, R=r, in_bytes=s)
+                nbytes = hbm_bytes(B=B, D=d, H=h, W=w, R=r, in_bytes=s)
                 t = bench(partial(scan_triton.fused_kernel_only, xk, dbl, **wt, config=text))
                 record(name, dtype, "triton.kernel", t, nbytes, float("nan"), f"bytes: x + dbl + y; {text}")
                 t = bench(
@@ -407,9 +413,7 @@ def main() -> None:
                     x, x_proj_weight=wt["x_proj_weight"], dt_projs_weight=wt["dt_projs_weight"]
                 )
                 xs = ss.cross_scan(x).reshape(B, 4 * d, L).contiguous()
-                dts = ss._to_scan_order(dts, h, w).reshape(B, 4 * d, L).contiguous()
-                Bs = ss._to_scan_order(Bs, h, w).contiguous()
-                Cs = ss._to_scan_order(Cs, h, w).contiguous()
+                dts = dts.reshape(B, 4 * d, L)  # project() returns scan order, contiguous
                 As = -torch.exp(wt["A_logs"].float())
                 Ds = wt["Ds"].float()
                 bias = wt["dt_projs_bias"].float().reshape(-1)

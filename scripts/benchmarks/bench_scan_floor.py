@@ -17,7 +17,7 @@ MUFU pipe does 16 of those per clock per SM, so this script measures, in one run
 * ``fused kernel``: the real kernel (``scan_triton``, the launch table's config) on the same inputs.
 
 Each is reported as ms and as % of the copy bandwidth under the fused kernel's bytes model
-(:func:`robusteval.models.kernels.triton_scan.hbm_bytes`); "80% target" is the time at 80% of it.
+(``bench_scan.hbm_bytes``); "80% target" is the time at 80% of it.
 ``--smoke`` runs the kernels on tiny shapes under ``TRITON_INTERPRET=1`` (CPU).
 """
 
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_scan  # noqa: E402
 
 from robusteval.models.kernels import triton_scan as scan_triton  # noqa: E402
-from robusteval.models.kernels.triton_kernels import (  # noqa: E402
+from robusteval.models.kernels.triton.common import (  # noqa: E402
     _dsum,
     _dt_weights,
     _lg2,
@@ -218,7 +218,7 @@ def measure(*, name: str, dtype: torch.dtype, shape: tuple[int, int, int, int], 
     fused = dict(dt_projs_weight=wt["dt_projs_weight"], dt_projs_bias=wt["dt_projs_bias"])
     fused.update(A_logs=wt["A_logs"], Ds=wt["Ds"], config=config)
     fused_s = bench_scan.bench(lambda: scan_triton.fused_kernel_only(x, dbl, **fused))
-    out = dict(bytes=scan_triton.hbm_bytes(B=batch, D=d, H=h, W=w, R=r, in_bytes=x.element_size()))
+    out = dict(bytes=bench_scan.hbm_bytes(B=batch, D=d, H=h, W=w, R=r, in_bytes=x.element_size()))
     out.update(
         elements=batch * d * h * w, floor_ms=best[0] * 1e3, floor_tile=list(best[1]), floor_err=best[2]
     )

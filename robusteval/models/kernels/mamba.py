@@ -1,9 +1,13 @@
 """``mamba`` scan backend: mamba-ssm's CUDA ``selective_scan_fn`` (imported lazily; CUDA only).
 
 For :func:`~robusteval.models.kernels.scan.cross_selective_scan` the cross-scan reordering and the
-projections run in PyTorch around the kernel (upstream VMamba's ``v02`` dataflow). mamba-ssm returns
-its output in u's dtype; the cross path feeds it float32 (as upstream's ``oflex`` kernel outputs
-float32), because bf16 per-direction outputs round away the scan part next to the larger D skip.
+projections run in PyTorch around the kernel (upstream VMamba's ``v05`` dataflow with
+``selective_scan_backend="mamba"``). The kernel runs on x's dtype (bf16 under autocast), as upstream
+feeds it: no float32 copies of u and delta. mamba-ssm returns its output in u's dtype, so the D skip
+stays out of the kernel (D = None) and is added once in float32 after the four directions are summed
+in float32 (:func:`~robusteval.models.kernels.scan.cross_selective_scan_unfused`): bf16 rounds only
+the scan part, not the larger skip. Gradients: mamba-ssm's own backward (``selective_scan_fn`` is an
+autograd function), first derivatives only.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ def _supports(kind: str, t: torch.Tensor, d_state: int) -> bool:
 
 @SCAN_BACKENDS.register("mamba", rank=20, devices="cuda", d_state="any")
 def _mamba_backend() -> ScanOps:
-    """mamba-ssm's fused CUDA selective scan (forward; B/C may be grouped)."""
+    """mamba-ssm's fused CUDA selective scan (B/C may be grouped), with mamba-ssm's backward."""
     if not torch.cuda.is_available():
         raise BackendUnavailable("no CUDA device")
     fn = _import_kernel()
@@ -51,10 +55,12 @@ def _mamba_backend() -> ScanOps:
         return fn(u, delta, A.float(), B, C, D, z, delta_bias, delta_softplus)
 
     def cross(x: torch.Tensor, **weights: Any) -> torch.Tensor:
-        def scan(u, delta, A, B, C, D, z, delta_bias, softplus):
-            u, delta = u.float().contiguous(), delta.float().contiguous()
-            return selective(u, delta, A, B, C, D, z, delta_bias, softplus)
+        return cross_selective_scan_unfused(x, scan=selective, **weights)
 
-        return cross_selective_scan_unfused(x, scan=scan, **weights)
-
-    return ScanOps(name="mamba", selective_scan=selective, cross_selective_scan=cross, supports=_supports)
+    return ScanOps(
+        name="mamba",
+        selective_scan=selective,
+        cross_selective_scan=cross,
+        supports=_supports,
+        differentiable=1,
+    )
