@@ -54,7 +54,12 @@ class RMSNorm(nn.Module):
 def causal_depthwise_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """Causal depthwise conv along L: ``(B, D, L)``, weight ``(D, 1, K)`` → ``(B, D, L)``; y_t sees x_{t-K+1..t}."""
     k = weight.shape[-1]
-    return F.conv1d(F.pad(x, (k - 1, 0)), weight.to(x.dtype), None if bias is None else bias.to(x.dtype), groups=x.shape[1])
+    return F.conv1d(
+        F.pad(x, (k - 1, 0)),
+        weight.to(x.dtype),
+        None if bias is None else bias.to(x.dtype),
+        groups=x.shape[1],
+    )
 
 
 class BiMambaMixer(nn.Module):
@@ -95,7 +100,9 @@ class BiMambaMixer(nn.Module):
         self.reset_ssm_parameters()
 
     @torch.no_grad()
-    def reset_ssm_parameters(self, *, dt_min: float = 1e-3, dt_max: float = 0.1, dt_floor: float = 1e-4) -> None:
+    def reset_ssm_parameters(
+        self, *, dt_min: float = 1e-3, dt_max: float = 0.1, dt_floor: float = 1e-4
+    ) -> None:
         """Mamba's init: softplus(dt bias) log-uniform in [dt_min, dt_max], A = -(1..N), D = 1."""
         a = torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).expand(self.d_inner, -1)
         for proj, a_log, d in ((self.dt_proj, self.A_log, self.D), (self.dt_proj_b, self.A_b_log, self.D_b)):
@@ -197,7 +204,9 @@ class VisionMamba(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.num_features = embed_dim
-        self.patch_embed = PatchEmbed(img_size=img_size, patch=patch_size, stride=stride, in_chans=in_chans, dim=embed_dim)
+        self.patch_embed = PatchEmbed(
+            img_size=img_size, patch=patch_size, stride=stride, in_chans=in_chans, dim=embed_dim
+        )
         num_patches = self.patch_embed.grid**2
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))

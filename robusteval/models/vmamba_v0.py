@@ -63,7 +63,9 @@ def _card(name: str, *, file: str, size: str, top1: float, params: float, notes:
     )
 
 
-@register_model(_card("vmamba_v0_t", file="vssmtiny_dp01_ckpt_epoch_292.pth", size="tiny", top1=82.2, params=22.89))
+@register_model(
+    _card("vmamba_v0_t", file="vssmtiny_dp01_ckpt_epoch_292.pth", size="tiny", top1=82.2, params=22.89)
+)
 def vmamba_v0_t(*, scan_backend: str = "auto", **overrides: Any) -> VMamba:
     """Vanilla VMamba-T: dims 96, depths 2-2-9-2, d_state 16, no MLP."""
     return _build("vmamba_v0_t", scan_backend=scan_backend, overrides=overrides)

@@ -137,10 +137,14 @@ def compare(up: types.ModuleType, name: str, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.pth"
         sd = {k: v.detach().clone() for k, v in upstream.state_dict().items()}
-        torch.save({"model": sd, "epoch": 299, "args": argparse.Namespace(model=UPSTREAM_BUILDERS[name])}, path)
+        torch.save(
+            {"model": sd, "epoch": 299, "args": argparse.Namespace(model=UPSTREAM_BUILDERS[name])}, path
+        )
         ours = load_ours(name, path, scan_backend=args.scan_backend, img_size=args.size)
     upstream, ours = upstream.to(args.device), ours.to(args.device)
-    x = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(args.seed + 1))
+    x = torch.randn(
+        args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(args.seed + 1)
+    )
     x = x.to(args.device)
     with torch.no_grad():
         t0 = time.perf_counter()
