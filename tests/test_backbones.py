@@ -62,13 +62,13 @@ PUBLISHED_TOP1 = {
 }
 OURS = [n for n in UPSTREAM_PARAMS if not n.startswith(("deit", "vit"))]
 TIMM = [n for n in UPSTREAM_PARAMS if n.startswith(("deit", "vit"))]
-# Tiny variants: widths/depths cut, every other flag of the preset kept; 64x64 inputs.
+SIZE = 32  # px of the tiny inputs (the smallest every family takes)
+# Tiny variants: widths/depths cut, every other flag of the preset kept.
 TINY = {
     "vmamba_v0": dict(dims=8, depths=(1, 1, 1, 1)),
-    "vim": dict(embed_dim=32, depth=2, img_size=64),
+    "vim": dict(embed_dim=32, depth=2, img_size=SIZE),
     "mambavision": dict(dim=16, in_dim=8, depths=(1, 1, 2, 2), num_heads=(1, 1, 2, 2)),
 }
-SIZE = 64
 
 
 def _family(name: str) -> str:
@@ -218,8 +218,8 @@ def test_wrong_width_gives_readable_diff(tmp_path: Path) -> None:
 def test_vim_rejects_other_input_sizes() -> None:
     from robusteval.errors import UserError
 
-    with pytest.raises(UserError, match="64x64"):
-        _tiny("vim_t")(torch.randn(1, 3, 96, 96))
+    with pytest.raises(UserError, match="32x32"):
+        _tiny("vim_t")(torch.randn(1, 3, 64, 64))
 
 
 # ---------------------------------------------------------------------------------------------
