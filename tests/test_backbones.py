@@ -291,3 +291,34 @@ def test_parity_mambavision(name: str, isolated_imports, tmp_path: Path) -> None
         layer_scale=layer_scale,
     )  # fmt: skip
     assert _parity(upstream, name, tmp_path, key="state_dict") <= 1e-5
+
+
+def _sequential_scan(u, delta, A, B, C, D, z, delta_bias):
+    """h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t, y_t = <C_t, h_t> + D u_t, times silu(z): a plain loop over L."""
+    dt = torch.nn.functional.softplus(delta + delta_bias[:, None])
+    g = B.shape[1]
+    rep = u.shape[1] // g
+    Bx, Cx = B.repeat_interleave(rep, dim=1), C.repeat_interleave(rep, dim=1)  # (b, d, n, l)
+    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    ys = []
+    for t in range(u.shape[-1]):
+        h = torch.exp(dt[..., t, None] * A) * h + (dt[..., t] * u[..., t])[..., None] * Bx[..., t]
+        ys.append((h * Cx[..., t]).sum(-1))
+    return (torch.stack(ys, -1) + D[:, None] * u) * torch.nn.functional.silu(z)
+
+
+def test_torch_scan_reference_exact_for_d_state_16() -> None:
+    """The bidirectional Vim call shape: two B/C groups, z gate, d_state 16, odd length (no loop over L)."""
+    from robusteval.models.kernels.scan import selective_scan
+
+    g = torch.Generator().manual_seed(0)
+    b, d, n, length = 2, 12, 16, 197
+    u, delta, z = (torch.randn(b, d, length, generator=g, dtype=torch.float64) for _ in range(3))
+    A = -torch.rand(d, n, generator=g, dtype=torch.float64) * 2
+    B, C = (torch.randn(b, 2, n, length, generator=g, dtype=torch.float64) for _ in range(2))
+    D, bias = (
+        torch.randn(d, generator=g, dtype=torch.float64),
+        torch.randn(d, generator=g, dtype=torch.float64),
+    )
+    got = selective_scan(u, delta, A, B, C, D, z, bias, True, backend="torch")
+    torch.testing.assert_close(got, _sequential_scan(u, delta, A, B, C, D, z, bias), rtol=1e-12, atol=1e-12)
