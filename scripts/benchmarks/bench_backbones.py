@@ -100,7 +100,11 @@ def main() -> None:
     ap.add_argument("--models", default=NAMES)
     ap.add_argument("--batches", default="128,256")
     ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--backends", default="mamba,triton,torch", help="scan backends to try for our models")
+    ap.add_argument(
+        "--backends",
+        default="mamba,torch",
+        help="scan backends to try for our models (triton implements only the d_state-1 cross scan)",
+    )
     ap.add_argument(
         "--upstream", type=Path, help="folder with the official checkouts (VMamba/, MambaVision/, Vim/)"
     )

@@ -61,15 +61,22 @@ def selective_scan_loop(u, delta, A, B, C, D=None, z=None, delta_bias=None, delt
     return y
 
 
-def import_upstream(root: Path) -> types.ModuleType:
+def import_upstream(root: Path, *, own_kernels: bool = False) -> types.ModuleType:
+    """Import upstream's ``mamba_vision.py``; with ``own_kernels`` it keeps the installed mamba-ssm
+    kernel (CUDA runs), else its ``selective_scan_fn`` is :func:`selective_scan_loop`."""
     if not (root / "mambavision" / "models" / "mamba_vision.py").is_file():
         sys.exit(f"{root} is not an NVlabs/MambaVision checkout")
+    sys.path.insert(0, str(root))
+    if own_kernels:
+        return importlib.import_module("mambavision.models.mamba_vision")
+    from robusteval.models.kernels.scan import available_backends
+
+    available_backends()  # our backends bind any installed mamba-ssm before the stand-in replaces it
     for name in ("mamba_ssm", "mamba_ssm.ops"):
         sys.modules[name] = types.ModuleType(name)
     ssi = types.ModuleType("mamba_ssm.ops.selective_scan_interface")
     ssi.selective_scan_fn = selective_scan_loop
     sys.modules[ssi.__name__] = ssi
-    sys.path.insert(0, str(root))
     return importlib.import_module("mambavision.models.mamba_vision")
 
 
@@ -149,11 +156,14 @@ def main() -> None:
     ap.add_argument("--scan-backend", default="torch", help="ours: auto|mamba|torch")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--hf", action="store_true", help="save as HF model.safetensors (keys 'model.'-prefixed)")
+    ap.add_argument(
+        "--official-kernels", action="store_true", help="upstream uses the installed mamba-ssm (CUDA only)"
+    )
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    up = import_upstream(args.upstream.resolve())
+    up = import_upstream(args.upstream.resolve(), own_kernels=args.official_kernels)
     results = []
     for name in args.models.split(","):
         res = compare(up, name.strip(), args)

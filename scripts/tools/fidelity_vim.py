@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import sys
 import tempfile
@@ -51,12 +52,21 @@ def import_upstream(root: Path) -> types.ModuleType:
     fork = root / "mamba-1p1p1" / "mamba_ssm"
     if not (root / "vim" / "models_mamba.py").is_file() or not fork.is_dir():
         sys.exit(f"{root} is not a hustvl/Vim checkout (vim/models_mamba.py, mamba-1p1p1/)")
+    # Bind our own backends first (ours may use an installed mamba-ssm), then drop any installed
+    # mamba_ssm from sys.modules so that upstream gets the fork's modules.
+    from robusteval.models.kernels.scan import available_backends
+
+    available_backends()
+    for name in [m for m in sys.modules if m == "mamba_ssm" or m.startswith("mamba_ssm.")]:
+        del sys.modules[name]
     # The package without its __init__ (which pulls in the LM head and transformers).
     pkg = _stub("mamba_ssm")
     pkg.__path__ = [str(fork)]
-    _stub("selective_scan_cuda")  # compiled extension; only its Python wrappers are used
-    # causal-conv1d absent: mamba_simple's except-branch would fail to unpack None, so provide the names.
-    _stub("causal_conv1d", causal_conv1d_fn=None, causal_conv1d_update=None)
+    if importlib.util.find_spec("selective_scan_cuda") is None:
+        _stub("selective_scan_cuda")  # compiled extension; only its Python wrappers are used
+    if importlib.util.find_spec("causal_conv1d") is None:
+        # mamba_simple's except-branch would fail to unpack None, so provide the names.
+        _stub("causal_conv1d", causal_conv1d_fn=None, causal_conv1d_update=None)
     _stub("mamba_ssm.utils.generation", GenerationMixin=object)
     _stub("mamba_ssm.utils.hf", load_config_hf=None, load_state_dict_hf=None)
     ssi = importlib.import_module("mamba_ssm.ops.selective_scan_interface")
