@@ -228,12 +228,13 @@ def test_vim_rejects_other_input_sizes() -> None:
 
 @pytest.fixture
 def isolated_imports():
-    """Upstream imports register stand-in modules (mamba_ssm, ...); drop them again afterwards."""
-    mods, path = set(sys.modules), list(sys.path)
+    """Upstream imports swap in stand-in modules (mamba_ssm, ...); put sys.modules back afterwards."""
+    saved, path = dict(sys.modules), list(sys.path)
     sys.path.insert(0, str(ROOT / "scripts" / "tools"))
     yield
-    for m in set(sys.modules) - mods:
+    for m in set(sys.modules) - set(saved):
         del sys.modules[m]
+    sys.modules.update(saved)
     sys.path[:] = path
 
 
