@@ -33,6 +33,21 @@ NAME_TO_MODULE: dict[str, str] = {
     "clip_mamba_vmamba_s": "robusteval.models.clip_mamba",
     "clip_mamba_vmamba_t220": "robusteval.models.clip_mamba",
     "clip_mamba_simba_l": "robusteval.models.clip_mamba",
+    "vmamba_v0_t": "robusteval.models.vmamba_v0",
+    "vmamba_v0_s": "robusteval.models.vmamba_v0",
+    "vmamba_v0_b": "robusteval.models.vmamba_v0",
+    "vim_t": "robusteval.models.vim",
+    "vim_s": "robusteval.models.vim",
+    "vim_b": "robusteval.models.vim",
+    "mambavision_t": "robusteval.models.mambavision",
+    "mambavision_s": "robusteval.models.mambavision",
+    "mambavision_b": "robusteval.models.mambavision",
+    "mambavision_l": "robusteval.models.mambavision",
+    "deit_s": "robusteval.models.timm_models",
+    "deit_b": "robusteval.models.timm_models",
+    "deit3_s": "robusteval.models.timm_models",
+    "deit3_b": "robusteval.models.timm_models",
+    "vit_b": "robusteval.models.timm_models",
 }
 
 # Dynamic names (``timm:<any timm name>``): prefix → the module that registers its resolver.

@@ -1,4 +1,5 @@
-"""timm backbones: ``swin_b``, ``convnext_b`` pinned to exact timm configs, and ``timm:<any name>``.
+"""timm backbones: ``swin_b``, ``convnext_b``, the ViT baselines (``deit_s``, ``deit_b``, ``deit3_s``,
+``deit3_b``, ``vit_b``) pinned to exact timm configs, and ``timm:<any name>``.
 
 Each card's data config is read from timm's pretrained cfg, so preprocessing always matches the
 weights timm publishes for that tag.
@@ -30,6 +31,20 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "convnext_b": (
         "convnext_base.fb_in1k",
         {"paper_top1": 83.8, "params_m": 88.59, "min_input_size": 32},
+    ),
+    # ViT baselines of the low-shot transfer study (arXiv 2403.10696). Top-1: DeiT (Touvron et al.
+    # 2021, Table 5) and DeiT III (Touvron et al. 2022, ImageNet-1k at 224 px).
+    "deit_s": ("deit_small_patch16_224.fb_in1k", {"paper_top1": 79.8, "params_m": 22.05}),
+    "deit_b": ("deit_base_patch16_224.fb_in1k", {"paper_top1": 81.8, "params_m": 86.57}),
+    "deit3_s": ("deit3_small_patch16_224.fb_in1k", {"paper_top1": 81.4, "params_m": 22.06}),
+    "deit3_b": ("deit3_base_patch16_224.fb_in1k", {"paper_top1": 83.8, "params_m": 86.59}),
+    "vit_b": (
+        "vit_base_patch16_224.orig_in21k_ft_in1k",
+        {
+            "params_m": 86.57,
+            "notes": "original JAX ViT-B/16 (in21k, fine-tuned in1k at 224 px); the ViT paper reports "
+            "this model only at 384 px (84.15), so no 224-px paper top-1 is pinned",
+        },
     ),
 }
 
