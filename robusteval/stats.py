@@ -195,3 +195,34 @@ def paired_test(
     b, c = int(np.sum(a & ~bb)), int(np.sum(~a & bb))
     diff, lo, hi = paired_difference_interval(b=b, c=c, n=n, confidence=confidence)
     return PairedTest(n=n, b=b, c=c, diff=diff, lower=lo, upper=hi, p=mcnemar_exact(b=b, c=c))
+
+
+# --- OOD detection ------------------------------------------------------------------------------
+
+
+def auroc(*, positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC curve of scores where ``positive`` should score higher than ``negative``:
+    P(pos > neg) + P(pos = neg) / 2 (Mann-Whitney, ties counted half); ``nan`` if a side is empty."""
+    pos, neg = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
+    if pos.size == 0 or neg.size == 0:
+        return math.nan
+    _, inverse, counts = np.unique(np.concatenate([pos, neg]), return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]  # average ranks, 1-based
+    return float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
+
+
+def average_precision(*, positive: np.ndarray, negative: np.ndarray) -> float:
+    """AUPR as average precision (sklearn's ``average_precision_score``): Σ_k (R_k − R_{k−1}) P_k over
+    the distinct score thresholds, highest first; ``nan`` if there is no positive."""
+    pos, neg = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
+    if pos.size == 0:
+        return math.nan
+    scores = np.concatenate([pos, neg])
+    is_pos = np.concatenate([np.ones(pos.size), np.zeros(neg.size)])
+    order = np.argsort(-scores, kind="stable")
+    scores, is_pos = scores[order], is_pos[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]  # end of each distinct threshold
+    tp = np.cumsum(is_pos)[last]
+    precision = tp / (last + 1)
+    recall = tp / pos.size
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))

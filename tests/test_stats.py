@@ -85,3 +85,19 @@ def test_bootstrap_is_seeded_and_covers_the_estimate():
     wl, wh = stats.wilson_interval(k=int(col.sum()), n=400)
     _, blo, bhi = stats.bootstrap_interval(col, mean_of_cells, n_boot=4000)
     assert blo == pytest.approx(wl, abs=0.015) and bhi == pytest.approx(wh, abs=0.015)
+
+
+def test_auroc_and_aupr_by_hand_and_against_sklearn():
+    # pos {3, 2}, neg {1, 2}: pairs (3>1, 3>2, 2>1, 2=2) -> (3 + 0.5) / 4
+    assert stats.auroc(positive=[3, 2], negative=[1, 2]) == pytest.approx(3.5 / 4)
+    # ranked 3(+) 2(+,-) 1(-): thresholds 3 -> P 1, R .5; 2 -> P 2/3, R 1  => .5 + .5 * 2/3
+    assert stats.average_precision(positive=[3, 2], negative=[1, 2]) == pytest.approx(0.5 + 1 / 3)
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(5)
+    pos, neg = np.round(rng.normal(0.5, 1, 300), 1), np.round(rng.normal(0, 1, 500), 1)
+    y = np.r_[np.ones(300), np.zeros(500)]
+    s = np.r_[pos, neg]
+    assert stats.auroc(positive=pos, negative=neg) == pytest.approx(sk.roc_auc_score(y, s))
+    assert stats.average_precision(positive=pos, negative=neg) == pytest.approx(
+        sk.average_precision_score(y, s)
+    )

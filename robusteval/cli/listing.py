@@ -17,6 +17,7 @@ class What(str, Enum):
     transforms = "transforms"
     suites = "suites"
     models = "models"
+    sets = "sets"
 
 
 def _fmt_params(params: dict) -> str:
@@ -73,6 +74,19 @@ def _models_table() -> Table:
     return table
 
 
+def _sets_table() -> Table:
+    from robusteval.datasets.ood import set_catalogue
+
+    table = Table(title="OOD sets and val subsets")
+    for col in ("name", "kind", "suite"):
+        table.add_column(col, no_wrap=True)
+    for col in ("layout", "metric"):
+        table.add_column(col, overflow="fold")
+    for row in set_catalogue():
+        table.add_row(row["name"], row["kind"], row["suite"], row["layout"], row["metric"])
+    return table
+
+
 @app.command("list")
 def list_(
     what: Annotated[What, typer.Argument(help="transforms, suites or models")],
@@ -84,5 +98,6 @@ def list_(
             What.transforms: lambda: _transforms_table(suite),
             What.suites: _suites_table,
             What.models: _models_table,
+            What.sets: _sets_table,
         }[what]()
     console.print(table)

@@ -9,6 +9,9 @@ and -R are scored on their 200 classes; so is the clean val, as ``clean@imagenet
 
 from __future__ import annotations
 
+import tomllib
+from functools import cache
+from importlib import resources
 from pathlib import Path
 
 from robusteval.datasets.items import Head, Item, ScoreSet, items_of, skips_of
@@ -18,9 +21,14 @@ from robusteval.registry import Registry
 OOD_SETS: Registry = Registry("OOD set")
 
 
-def register_ood(name: str, *, suite: str, clean_heads: tuple[str, ...] = (), layout: str = ""):
-    """Decorator: ``fn(root: Path) -> list[ScoreSet]`` reads the OOD set ``name`` at ``root``."""
-    return OOD_SETS.register(name, suite=suite, clean_heads=clean_heads, layout=layout)
+def register_ood(
+    name: str, *, suite: str, clean_heads: tuple[str, ...] = (), layout: str = "", metric: str = "top-1"
+):
+    """Decorator: ``fn(root: Path) -> list[ScoreSet]`` reads the OOD set ``name`` at ``root``.
+
+    ``metric``: what the report computes for it (``top-1``; ``AUROC/AUPR`` for OOD detection sets).
+    """
+    return OOD_SETS.register(name, suite=suite, clean_heads=clean_heads, layout=layout, metric=metric)
 
 
 def _imagefolder(root: Path, name: str):
@@ -137,3 +145,157 @@ def ood_sets(name: str, root: Path) -> tuple[list[ScoreSet], tuple[str, ...]]:
         )
     entry = OOD_SETS.get(name)
     return entry.fn(Path(root)), entry.meta["clean_heads"]
+
+
+# --- released corruption trees named as data (ImageNet-C-bar, ImageNet-3DCC) -------------------
+
+
+@cache
+def corruption_trees() -> dict[str, dict]:
+    """Benchmark name → ``{"corruptions": [...], "severities": 5, "source": ...}`` from
+    ``robusteval/assets/ood/corruption_trees.toml``."""
+    text = resources.files("robusteval").joinpath("assets/ood/corruption_trees.toml").read_text()
+    return tomllib.loads(text)
+
+
+def _corruption_tree(name: str, root: Path) -> list[ScoreSet]:
+    """``ROOT/<corruption>/<severity>/<wnid>/<image>`` (the ImageNet-C tree; images are 224 crops,
+    scored with resize + normalise). One set per (corruption, severity); ids ``<wnid>/<stem>``."""
+    from robusteval.datasets.imagenet import wnid_to_index
+    from robusteval.datasets.layouts import IMAGE_SUFFIXES
+
+    facts = corruption_trees()[name]
+    if not root.is_dir():
+        raise UserError(f"--ood {name}={root}: no such folder")
+    index = wnid_to_index()
+    out: list[ScoreSet] = []
+    for corruption in facts["corruptions"]:
+        folder = root / corruption
+        if not folder.is_dir():
+            continue
+        for sev_dir in sorted(
+            (p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+        ):
+            items, skips = [], []
+            for class_dir in sorted(p for p in sev_dir.iterdir() if p.is_dir()):
+                if class_dir.name not in index:
+                    skips.append(
+                        {"path": str(class_dir), "reason": f"folder {class_dir.name!r} is not a wnid"}
+                    )
+                    continue
+                for f in sorted(class_dir.iterdir()):
+                    if f.suffix.lower() in IMAGE_SUFFIXES:
+                        items.append(Item(str(f), f"{class_dir.name}/{f.stem}", index[class_dir.name]))
+            if items:
+                out.append(ScoreSet(name=corruption, suite=name, items=items, source_space="imagenet1k",
+                                    heads=[Head("imagenet1k")], mode="resize", severity=int(sev_dir.name),
+                                    skips=skips))  # fmt: skip
+    if not out:
+        raise UserError(
+            f"--ood {name}={root}: none of its corruption folders found",
+            hint=f"expected ROOT/<corruption>/<1..5>/<wnid>/*.JPEG with corruption one of {', '.join(facts['corruptions'])}",
+        )
+    return out
+
+
+@register_ood(
+    "imagenet-c-bar",
+    suite="imagenet-c-bar",
+    layout="<corruption>/<1..5>/<wnid>/*.JPEG (10 corruptions, ImageNet-C tree)",
+)
+def imagenet_c_bar(root: Path) -> list[ScoreSet]:
+    return _corruption_tree("imagenet-c-bar", root)
+
+
+@register_ood(
+    "imagenet-3dcc",
+    suite="imagenet-3dcc",
+    layout="<corruption>/<1..5>/<wnid>/*.jpg (12 corruptions, ImageNet-C tree)",
+)
+def imagenet_3dcc(root: Path) -> list[ScoreSet]:
+    return _corruption_tree("imagenet-3dcc", root)
+
+
+# --- Stylized ImageNet, ImageNet-O ------------------------------------------------------------
+
+
+@register_ood("stylized-imagenet", suite="ood", layout="<val>/<wnid>/*.png (1,000 wnids, ImageNet tree)")
+def stylized_imagenet(root: Path) -> list[ScoreSet]:
+    if (root / "val").is_dir():
+        root = root / "val"  # the generated tree keeps train/ and val/ side by side
+    ds = _imagefolder(root, "stylized-imagenet")
+    return [ScoreSet(name="stylized-imagenet", suite="ood", items=items_of(ds.samples), source_space="imagenet1k",
+                     heads=[Head("imagenet1k")], skips=skips_of(ds))]  # fmt: skip
+
+
+@register_ood(
+    "imagenet-o",
+    suite="ood-detection",
+    clean_heads=("imagenet-a200",),
+    layout="imagenet-o/<wnid>/*.jpg (200 wnid folders; the images belong to none of the 1k classes)",
+    metric="AUROC/AUPR (max softmax, ImageNet-O positive, clean val of the 200 classes negative)",
+)
+def imagenet_o(root: Path) -> list[ScoreSet]:
+    """ImageNet-O (Hendrycks et al. 2021): out-of-distribution images scored on the 200-class head
+    beside the clean val on the same head; the report separates the two by max-softmax confidence."""
+    if (root / "imagenet-o").is_dir():
+        root = root / "imagenet-o"
+    ds = _imagefolder(root, "imagenet-o")
+    return [ScoreSet(name="imagenet-o", suite="ood-detection", items=items_of(ds.samples), source_space="imagenet1k",
+                     heads=[Head("imagenet-a200")], skips=skips_of(ds))]  # fmt: skip
+
+
+# --- fixed subsets of the clean val -------------------------------------------------------------
+
+SUBSETS: Registry = Registry("val subset")
+
+
+@SUBSETS.register("robustbench5k", source="robustbench 1.1.1 helper_files/imagenet_test_image_ids.txt")
+def robustbench5k() -> list[str]:
+    """RobustBench's fixed 5,000 ImageNet val images, as ``<wnid>/<file>`` lines in its order."""
+    text = resources.files("robusteval").joinpath("assets/ood/robustbench5k.txt").read_text()
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def subset_items(items: list[Item], subset: str) -> list[Item]:
+    """The items of a clean val whose file stem (``ILSVRC2012_val_00015253``) is in ``subset``, in
+    the subset's order; an item list missing some of them is fine (a smaller val), none is an error."""
+    wanted = [Path(line).stem for line in SUBSETS.get(subset).fn()]
+    by_stem = {Path(it.path).stem: it for it in items}
+    out = [by_stem[s] for s in wanted if s in by_stem]
+    if not out:
+        raise UserError(
+            f"--subset {subset}: none of its {len(wanted)} images is in this val",
+            hint="point --data at the full ImageNet val (file names ILSVRC2012_val_*.JPEG)",
+        )
+    return out
+
+
+def set_catalogue() -> list[dict[str, str]]:
+    """Every OOD set and val subset robusteval reads: name, kind, suite, layout, metric (for
+    ``robusteval list sets``)."""
+    rows = [
+        {
+            "name": e.name,
+            "kind": "--ood",
+            "suite": e.meta["suite"],
+            "layout": e.meta["layout"],
+            "metric": e.meta["metric"],
+        }
+        for e in (OOD_SETS.get(n) for n in OOD_SETS.names())
+    ]
+    trees = corruption_trees()
+    for row in rows:
+        if row["name"] in trees:
+            row["layout"] += ": " + ", ".join(trees[row["name"]]["corruptions"])
+    rows += [
+        {
+            "name": e.name,
+            "kind": "--subset",
+            "suite": "clean",
+            "layout": f"{len(e.fn()):,} val images ({e.meta['source']})",
+            "metric": "top-1",
+        }
+        for e in (SUBSETS.get(n) for n in SUBSETS.names())
+    ]
+    return rows

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from robusteval import metrics, stats
-from robusteval.report.records import MAIN_LABEL_SPACE, Run
+from robusteval.report.records import DETECTION_SUITES, MAIN_LABEL_SPACE, Run
 
 ALPHA = 0.05
 #: The difference the power note sizes a study for (fraction: 1 point).
@@ -315,6 +315,8 @@ def paired_table(run: Run, cor: Correctness) -> pd.DataFrame:
     pair's family of sets, verdict."""
     groups: dict[tuple, dict[str, dict[Any, dict]]] = {}
     for rec in run.records:
+        if rec["suite"] in DETECTION_SUITES:
+            continue  # scored for detection, not accuracy
         key = (str(rec["suite"]), str(rec["set"]), str(rec.get("label_space") or MAIN_LABEL_SPACE))
         level = (rec.get("severity"), str(rec.get("subset") or ""))
         groups.setdefault(key, {}).setdefault(str(rec["model"]), {})[level] = rec

@@ -15,7 +15,13 @@ import pandas as pd
 from robusteval import stats
 from robusteval.references import ALEXNET_CLEAN_ERROR, ALEXNET_SOURCE, CLIP_MAMBA, SEED_STUDY
 from robusteval.report.gates import GateResult, Regression
-from robusteval.report.records import CORRUPTION_SUITES, CURVE_SUITES, MAIN_LABEL_SPACE, suite_rank
+from robusteval.report.records import (
+    CORRUPTION_SUITES,
+    CURVE_SUITES,
+    DETECTION_SUITES,
+    MAIN_LABEL_SPACE,
+    suite_rank,
+)
 from robusteval.report.tables import Tables
 
 DASH = "—"
@@ -28,6 +34,8 @@ _SUITE_TITLES = {
     "ood-parametric": "parametric OOD sets",
     "ood": "OOD datasets",
     "modelvshuman16": "16-class model-vs-human sets",
+    "imagenet-c-bar": "ImageNet-C-bar corruptions",
+    "imagenet-3dcc": "ImageNet-3DCC corruptions",
 }
 
 
@@ -198,6 +206,29 @@ def summary_section(t: Tables, inp: ReportInputs) -> list[str]:
             "",
         ]
     return out
+
+
+def detection_section(t: Tables, inp: ReportInputs) -> list[str]:
+    if t.ood_detection.empty:
+        return []
+    rows = [
+        [r.model, r.set, r.clean_set or DASH, r.n_ood, r.n_clean, pct(r.auroc), pct(r.aupr)]
+        for r in t.ood_detection.itertuples(index=False)
+    ]
+    return [
+        "### OOD detection",
+        "",
+        *table(
+            ["model", "OOD set", "in-distribution", "OOD images", "clean images", "AUROC", "AUPR"],
+            rows,
+            align="lllrrrr",
+        ),
+        "",
+        "Max-softmax detection (higher is better): the OOD images are the positive class, the same "
+        "model's clean val on the same classes the negative one, the score is minus the top-1 "
+        "probability; AUPR is average precision with the OOD images positive (ImageNet-O's convention).",
+        "",
+    ]
 
 
 def gates_section(inp: ReportInputs) -> list[str]:
@@ -693,11 +724,13 @@ def provenance_section(t: Tables, inp: ReportInputs) -> list[str]:
 def render_report(t: Tables, inp: ReportInputs) -> str:
     """The whole report.md text (ends with one newline)."""
     suites = sorted(
-        set(t.set_accuracy["suite"]) - set(CURVE_SUITES) - {"ood", "modelvshuman16"}, key=suite_rank
+        set(t.set_accuracy["suite"]) - set(CURVE_SUITES) - {"ood", "modelvshuman16", *DETECTION_SUITES},
+        key=suite_rank,
     )
     parts: list[str] = [
         *_header(t, inp),
         *summary_section(t, inp),
+        *detection_section(t, inp),
         *gates_section(inp),
         *regressions_section(inp),
         *claims_section(t, inp),

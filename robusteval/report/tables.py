@@ -50,6 +50,7 @@ class Tables:
     spec_hashes: pd.DataFrame
     paired: pd.DataFrame
     power: pd.DataFrame
+    ood_detection: pd.DataFrame
 
     def items(self) -> list[tuple[str, pd.DataFrame]]:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]
@@ -610,7 +611,7 @@ def build_tables(run: Run, *, baseline: str | None) -> Tables:
     Accuracy tables carry ``<metric>_lo`` / ``<metric>_hi`` 95% interval columns
     (:mod:`robusteval.report.intervals`); ``paired`` and ``power`` hold the paired model comparisons.
     """
-    from robusteval.report import intervals
+    from robusteval.report import detection, intervals
 
     cells = cells_table(run)
     set_acc = set_accuracy_table(cells)
@@ -640,4 +641,5 @@ def build_tables(run: Run, *, baseline: str | None) -> Tables:
         spec_hashes=hashes,
         paired=paired,
         power=intervals.power_table(paired),
+        ood_detection=detection.ood_detection_table(run, cells),
     )
