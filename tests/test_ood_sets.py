@@ -84,7 +84,7 @@ def test_robustbench5k_subset():
 
 def test_list_sets_lists_every_set_with_layout_and_metric():
     rows = {r["name"]: r for r in set_catalogue()}
-    assert set(OOD_SETS.names()) | {"robustbench5k"} == set(rows)
+    assert set(OOD_SETS.names()) | {"robustbench5k", "imagenet-real"} == set(rows)
     assert all(r["layout"] and r["metric"] for r in rows.values())
     assert (
         "perlin_noise" in rows["imagenet-c-bar"]["layout"] and rows["imagenet-o"]["suite"] == "ood-detection"
@@ -132,3 +132,26 @@ def test_imagenet_o_detection_in_the_report_tables(tmp_path):
     assert row.aupr == pytest.approx(stats.average_precision(positive=pos, negative=neg))
     assert "imagenet-o" not in set(t.paired["set"])  # not an accuracy comparison
     json.dumps(t.ood_detection.to_dict(orient="records"))
+
+
+def test_real_accuracy_from_a_real_json(tmp_path):
+    from robusteval.report.real import read_real_labels
+    from robusteval.report.records import load_run
+    from robusteval.report.tables import build_tables
+
+    store = RunStore(tmp_path, "real")
+    ids = np.array([f"val/ILSVRC2012_val_{k:08d}" for k in (1, 2, 3, 4)])
+    top5 = np.array([[5, 0, 0, 0, 0], [7, 0, 0, 0, 0], [9, 0, 0, 0, 0], [1, 0, 0, 0, 0]], dtype=np.int16)
+    rec = {"schema": 1, "model": "m", "model_kind": "classifier", "set": "clean", "suite": "clean", "severity": None,
+           "label_space": "imagenet1k", "n": 4, "top1": 0.25, "top5": 0.25, "cell": "m__clean", "preds": "preds/m__clean.npz"}  # fmt: skip
+    labels = np.array([5, 6, 9, 2], dtype=np.int64)
+    store.append(rec, Preds(ids=ids, labels=labels, top5=top5, top5_prob=np.full((4, 5), 0.2)))
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps([[5], [6, 7], [], [3]]))  # image 3 dropped by ReaL
+    t = build_tables(load_run(run_dir=store.dir, sets={}), baseline=None, real_labels=real)
+    (row,) = t.real.itertuples(index=False)
+    assert (row.n_real, row.real_top1) == (3, pytest.approx(2 / 3))  # 5 in [5], 7 in [6, 7], 1 not in [3]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(UserError):
+        read_real_labels(bad)

@@ -34,6 +34,9 @@ def report(
         help="Exit 1 when a model is significantly worse than in baseline run RUN on some set "
         "(paired exact McNemar on the same images, Holm over sets).",
     ),
+    real_labels: Path | None = typer.Option(
+        None, "--real-labels", help="ImageNet-ReaL's real.json: adds ReaL top-1 of the clean val cells."
+    ),
 ) -> None:
     """Write report.md, CSV/JSON tables and PNG figures from a scored run; check CI gates."""
     from robusteval.report import make_report
@@ -45,6 +48,7 @@ def report(
             baseline=baseline,
             fail_under=list(fail_under),
             worse_than=fail_if_worse_than,
+            real_labels=real_labels,
         )
     console.print(
         f"report: {escape(str(result.report))} ({len(result.models)} models, {result.cells} cells, "

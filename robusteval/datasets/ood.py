@@ -271,6 +271,17 @@ def subset_items(items: list[Item], subset: str) -> list[Item]:
     return out
 
 
+#: Label files that re-score the clean val (read by the report, not scored).
+LABEL_FILES = {
+    "imagenet-real": {
+        "kind": "--real-labels (report)",
+        "suite": "clean",
+        "layout": "real.json: 50,000 lists of class indices, entry i for ILSVRC2012_val_{i+1:08d}",
+        "metric": "ReaL top-1 (top-1 in the image's label list; empty lists left out)",
+    },
+}
+
+
 def set_catalogue() -> list[dict[str, str]]:
     """Every OOD set and val subset robusteval reads: name, kind, suite, layout, metric (for
     ``robusteval list sets``)."""
@@ -298,4 +309,5 @@ def set_catalogue() -> list[dict[str, str]]:
         }
         for e in (SUBSETS.get(n) for n in SUBSETS.names())
     ]
+    rows += [{"name": name, **facts} for name, facts in LABEL_FILES.items()]
     return rows

@@ -120,6 +120,7 @@ def make_report(
     fail_under: list[str],
     sets: Mapping[str, SetInfo] | None = None,
     worse_than: str | None = None,
+    real_labels: Path | None = None,
 ) -> ReportResult:
     """Write ``out_dir/report.md``, ``out_dir/tables/*.{csv,json}`` and ``out_dir/figures/*.png``
     from ``run_dir/records.jsonl``, then check the ``--fail-under`` gates.
@@ -127,7 +128,8 @@ def make_report(
     ``baseline``: a model of the run whose errors normalise CE/mCE (``None``: only AlexNet
     normalisation, for ImageNet-C sets). ``sets``: set facts (level labels, study severity);
     default the installed set specs. ``worse_than``: a baseline run (name beside ``run_dir`` or a
-    folder) that no model may be significantly worse than on any set (paired test, Holm). Appends the summary to ``$GITHUB_STEP_SUMMARY`` when set.
+    folder) that no model may be significantly worse than on any set (paired test, Holm).
+    ``real_labels``: ImageNet-ReaL's ``real.json`` for ReaL accuracy of the clean val cells. Appends the summary to ``$GITHUB_STEP_SUMMARY`` when set.
     Bad inputs raise :class:`UserError`; failed gates are returned, not raised.
     """
     if not (run_dir / "records.jsonl").is_file():
@@ -141,7 +143,7 @@ def make_report(
             hint=f"use one of: {', '.join(run.models)}",
         )
     gates = parse_gates(fail_under, models=run.models, sets={str(r["set"]) for r in run.records})
-    tables = build_tables(run, baseline=baseline)
+    tables = build_tables(run, baseline=baseline, real_labels=real_labels)
     results = evaluate_gates(gates, summary=tables.summary, set_accuracy=tables.set_accuracy)
     regressions: list[Regression] = []
     if worse_than is not None:

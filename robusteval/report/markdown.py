@@ -208,6 +208,28 @@ def summary_section(t: Tables, inp: ReportInputs) -> list[str]:
     return out
 
 
+def real_section(t: Tables, inp: ReportInputs) -> list[str]:
+    if t.real.empty:
+        return []
+    rows = [
+        [r.model, r.set, r.n_real, pct(r.top1), pm(r.real_top1, r.real_top1_lo, r.real_top1_hi)]
+        for r in t.real.itertuples(index=False)
+    ]
+    return [
+        "### ImageNet-ReaL",
+        "",
+        *table(
+            ["model", "set", "images with ReaL labels", "top-1 (original labels)", "ReaL top-1"],
+            rows,
+            align="llrrr",
+        ),
+        "",
+        "ReaL top-1 (Beyer et al. 2020): the top-1 class counts as right when it is in the image's "
+        "re-annotated label list; images the re-annotation dropped are left out.",
+        "",
+    ]
+
+
 def detection_section(t: Tables, inp: ReportInputs) -> list[str]:
     if t.ood_detection.empty:
         return []
@@ -730,6 +752,7 @@ def render_report(t: Tables, inp: ReportInputs) -> str:
     parts: list[str] = [
         *_header(t, inp),
         *summary_section(t, inp),
+        *real_section(t, inp),
         *detection_section(t, inp),
         *gates_section(inp),
         *regressions_section(inp),

@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,7 @@ class Tables:
     paired: pd.DataFrame
     power: pd.DataFrame
     ood_detection: pd.DataFrame
+    real: pd.DataFrame
 
     def items(self) -> list[tuple[str, pd.DataFrame]]:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]
@@ -605,13 +607,14 @@ def provenance_tables(run: Run) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
     )
 
 
-def build_tables(run: Run, *, baseline: str | None) -> Tables:
+def build_tables(run: Run, *, baseline: str | None, real_labels: Path | None = None) -> Tables:
     """Every table of the report from ``run``; ``baseline`` names the CE-normalising model.
 
     Accuracy tables carry ``<metric>_lo`` / ``<metric>_hi`` 95% interval columns
     (:mod:`robusteval.report.intervals`); ``paired`` and ``power`` hold the paired model comparisons.
+    ``real_labels``: ReaL's ``real.json``, for the ``real`` table (empty without it).
     """
-    from robusteval.report import detection, intervals
+    from robusteval.report import detection, intervals, real
 
     cells = cells_table(run)
     set_acc = set_accuracy_table(cells)
@@ -642,4 +645,7 @@ def build_tables(run: Run, *, baseline: str | None) -> Tables:
         paired=paired,
         power=intervals.power_table(paired),
         ood_detection=detection.ood_detection_table(run, cells),
+        real=real.real_table(run, cells, real.read_real_labels(real_labels))
+        if real_labels is not None
+        else real.real_table(run, cells.iloc[0:0], []),
     )
