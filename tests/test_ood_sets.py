@@ -155,3 +155,51 @@ def test_real_accuracy_from_a_real_json(tmp_path):
     bad.write_text("{}")
     with pytest.raises(UserError):
         read_real_labels(bad)
+
+
+def _objectnet_release(root: Path) -> None:
+    maps = root / "objectnet-1.0" / "mappings"
+    maps.mkdir(parents=True)
+    (maps / "folder_to_objectnet_label.json").write_text(
+        json.dumps({"alarm_clock": "Alarm clock", "banana": "Banana", "chair": "Chair", "sock": "Sock"})
+    )
+    (maps / "objectnet_to_imagenet_1k.json").write_text(
+        json.dumps(
+            {
+                "Alarm clock": "analog clock; digital clock",
+                "Banana": "banana",
+                "Chair": "rocking chair; crane",
+            }
+        )
+    )
+    for folder in ("alarm_clock", "banana", "chair", "sock"):
+        _img(root / "objectnet-1.0" / "images" / folder / f"{folder}_1", ".png")
+
+
+def test_objectnet_reads_its_mapping_files(tmp_path):
+    import torch
+
+    from robusteval.datasets.labelspace import get_label_space
+
+    _objectnet_release(tmp_path)
+    (s,), _ = ood_sets("objectnet", tmp_path)
+    # Sock has no ImageNet counterpart: its folder is left out; "crane" names two classes: skipped
+    assert [(it.id, it.label) for it in s.items] == [
+        ("alarm_clock/alarm_clock_1", 0),
+        ("banana/banana_1", 1),
+        ("chair/chair_1", 2),
+    ]
+    assert any("crane" in k["reason"] for k in s.skips)
+    space = get_label_space("objectnet113")
+    idx = wnid_to_index()
+    assert space.imagenet_index == (
+        (idx["n02708093"], idx["n03196217"]),
+        (idx["n07753592"],),
+        (idx["n04099969"],),
+    )
+    logits = torch.full((1, 1000), -10.0)
+    logits[0, idx["n03196217"]] = 5.0  # digital clock
+    probs = space.probs(logits)
+    assert probs.shape == (1, 3) and int(probs.argmax()) == 0 and float(probs.sum()) == pytest.approx(1.0)
+    with pytest.raises(UserError):
+        ood_sets("objectnet", tmp_path / "objectnet-1.0" / "images")

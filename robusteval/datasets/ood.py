@@ -311,3 +311,129 @@ def set_catalogue() -> list[dict[str, str]]:
     ]
     rows += [{"name": name, **facts} for name, facts in LABEL_FILES.items()]
     return rows
+
+
+# --- ObjectNet: 113 classes overlapping ImageNet, through the release's own mapping files ---------
+
+#: Filled by the ObjectNet reader from the release's mappings (the label space reads it lazily).
+_OBJECTNET: dict[str, list] = {}
+OBJECTNET_MAPPINGS = ("folder_to_objectnet_label.json", "objectnet_to_imagenet_1k.json")
+
+
+def _imagenet_name_index() -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """(full synset description → indices, single lemma → indices), lower-cased (two ImageNet
+    classes are both just "crane": such a name is ambiguous)."""
+    from robusteval.datasets.imagenet import _synsets
+
+    full: dict[str, list[int]] = {}
+    lemma: dict[str, list[int]] = {}
+    for i, (_, names) in enumerate(_synsets()):
+        full.setdefault(names.strip().lower(), []).append(i)
+        for part in names.split(","):
+            lemma.setdefault(part.strip().lower(), []).append(i)
+    return full, lemma
+
+
+def objectnet_mapping(mappings: Path) -> tuple[dict[str, int], list[str], list[list[int]], list[str]]:
+    """From the release's ``mappings/`` folder: (image folder → class index among the overlapping
+    classes, their ObjectNet names, each class's ImageNet-1k indices, ImageNet names not matched).
+
+    ``objectnet_to_imagenet_1k.json`` maps an ObjectNet class to ImageNet class names separated by
+    ``; ``; a name matches a synset's full description, else a synonym naming exactly one class.
+    """
+    import json
+
+    missing = [f for f in OBJECTNET_MAPPINGS if not (mappings / f).is_file()]
+    if missing:
+        raise UserError(
+            f"--ood objectnet: {mappings} lacks {', '.join(missing)}",
+            hint="point --ood objectnet= at the extracted objectnet-1.0 folder (images/ and mappings/)",
+        )
+    folder_to_label = json.loads((mappings / OBJECTNET_MAPPINGS[0]).read_text(encoding="utf-8"))
+    to_imagenet = json.loads((mappings / OBJECTNET_MAPPINGS[1]).read_text(encoding="utf-8"))
+    full, lemma = _imagenet_name_index()
+    names, groups, unmatched = [], [], []
+    for label in sorted(to_imagenet):
+        members: list[int] = []
+        for name in (n.strip() for n in str(to_imagenet[label]).split(";") if n.strip()):
+            key = name.lower()
+            hit = full.get(key) or lemma.get(key, [])
+            if len(hit) == 1:
+                members.append(hit[0])
+            else:
+                unmatched.append(name)
+        if members:
+            names.append(label)
+            groups.append(sorted(set(members)))
+    index = {label: k for k, label in enumerate(names)}
+    folders = {folder: index[label] for folder, label in folder_to_label.items() if label in index}
+    return folders, names, groups, unmatched
+
+
+def _objectnet_index() -> list[list[int]]:
+    if "groups" not in _OBJECTNET:
+        raise UserError(
+            "the objectnet113 label space is defined by the release's mappings",
+            hint="score with --ood objectnet=DIR",
+        )
+    return _OBJECTNET["groups"]
+
+
+def _register_objectnet_space() -> None:
+    from robusteval.datasets.labelspace import LABEL_SPACES, register_label_space
+
+    if "objectnet113" in LABEL_SPACES:
+        return
+
+    @register_label_space("objectnet113", imagenet_index=_objectnet_index)
+    def objectnet113(logits):
+        """Softmax over 1,000; each ObjectNet class scores its best ImageNet member (the predicted
+        ImageNet class among the overlapping ones decides, ObjectNet's rule); rows rescaled to 1."""
+        import torch
+
+        p = logits.float().softmax(dim=1)
+        groups = _objectnet_index()
+        width = max(len(g) for g in groups)
+        pad = torch.full((len(groups), width), 1000, dtype=torch.long)
+        for k, g in enumerate(groups):
+            pad[k, : len(g)] = torch.as_tensor(g)
+        padded = torch.cat([p, torch.zeros(p.shape[0], 1, device=p.device)], dim=1)
+        best = padded[:, pad.to(p.device)].amax(dim=2)
+        return best / best.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+@register_ood(
+    "objectnet",
+    suite="ood",
+    layout="objectnet-1.0/images/<folder>/*.png + mappings/{folder_to_objectnet_label,objectnet_to_imagenet_1k}.json",
+    metric="top-1 on the ImageNet-overlapping classes (113 in the release; best member class per ObjectNet class)",
+)
+def objectnet(root: Path) -> list[ScoreSet]:
+    """ObjectNet (Barbu et al. 2019): only images of classes that overlap ImageNet, scored on the
+    ``objectnet113`` label space built from the release's mapping files (nothing shipped here)."""
+    if (root / "objectnet-1.0").is_dir():
+        root = root / "objectnet-1.0"
+    folders, names, groups, unmatched = objectnet_mapping(root / "mappings")
+    if not groups:
+        raise UserError(f"--ood objectnet={root}: no ObjectNet class maps to an ImageNet class")
+    _OBJECTNET.update(names=names, groups=groups)
+    _register_objectnet_space()
+    from robusteval.datasets.labelspace import get_label_space
+
+    get_label_space.cache_clear()  # the space's classes come from this release's mappings
+    skips = [
+        {"path": str(root / "mappings"), "reason": f"ImageNet name {n!r} matches no single class"}
+        for n in unmatched
+    ]
+    items = []
+    images = root / "images"
+    for folder in sorted(p for p in images.iterdir() if p.is_dir()) if images.is_dir() else []:
+        if folder.name not in folders:
+            continue  # an ObjectNet class with no ImageNet counterpart
+        for f in sorted(folder.iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                items.append(Item(str(f), f"{folder.name}/{f.stem}", folders[folder.name]))
+    if not items:
+        raise UserError(f"--ood objectnet={root}: no images of overlapping classes under images/<folder>/")
+    return [ScoreSet(name="objectnet", suite="ood", items=items, source_space="objectnet113",
+                     heads=[Head("objectnet113")], skips=skips)]  # fmt: skip
