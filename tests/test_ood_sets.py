@@ -203,3 +203,28 @@ def test_objectnet_reads_its_mapping_files(tmp_path):
     assert probs.shape == (1, 3) and int(probs.argmax()) == 0 and float(probs.sum()) == pytest.approx(1.0)
     with pytest.raises(UserError):
         ood_sets("objectnet", tmp_path / "objectnet-1.0" / "images")
+
+
+def test_imagenet_d_domains_on_a_multi_label_mapping(tmp_path):
+    import torch
+
+    from robusteval.datasets.labelspace import get_label_space
+
+    idx = wnid_to_index()
+    (tmp_path / "mapping.json").write_text(json.dumps({"clock": ["n02708093", "n03196217"], "banana": [954]}))
+    for domain in ("clipart", "sketch"):
+        _img(tmp_path / domain / "clock" / "c1", ".jpg")
+        _img(tmp_path / domain / "banana" / "b1", ".jpg")
+    _img(tmp_path / "sketch" / "zebra" / "z1", ".jpg")
+    sets, _ = ood_sets("imagenet-d", tmp_path)
+    assert [s.name for s in sets] == ["imagenet-d-clipart", "imagenet-d-sketch"]
+    assert [(it.id, it.label) for it in sets[0].items] == [("clipart/banana/b1", 0), ("clipart/clock/c1", 1)]
+    assert sets[1].skips and "zebra" in sets[1].skips[0]["reason"]
+    space = get_label_space("imagenet-d")
+    assert space.imagenet_index == ((954,), tuple(sorted((idx["n02708093"], idx["n03196217"]))))
+    logits = torch.zeros((1, 1000))
+    logits[0, idx["n02708093"]] = 9.0
+    assert int(space.probs(logits).argmax()) == 1
+    (tmp_path / "mapping.json").unlink()
+    with pytest.raises(UserError):
+        ood_sets("imagenet-d", tmp_path)

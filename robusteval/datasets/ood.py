@@ -315,8 +315,6 @@ def set_catalogue() -> list[dict[str, str]]:
 
 # --- ObjectNet: 113 classes overlapping ImageNet, through the release's own mapping files ---------
 
-#: Filled by the ObjectNet reader from the release's mappings (the label space reads it lazily).
-_OBJECTNET: dict[str, list] = {}
 OBJECTNET_MAPPINGS = ("folder_to_objectnet_label.json", "objectnet_to_imagenet_1k.json")
 
 
@@ -370,32 +368,39 @@ def objectnet_mapping(mappings: Path) -> tuple[dict[str, int], list[str], list[l
     return folders, names, groups, unmatched
 
 
-def _objectnet_index() -> list[list[int]]:
-    if "groups" not in _OBJECTNET:
-        raise UserError(
-            "the objectnet113 label space is defined by the release's mappings",
-            hint="score with --ood objectnet=DIR",
-        )
-    return _OBJECTNET["groups"]
+#: Grouped label spaces whose classes come from a release's mapping files, filled by the readers.
+_GROUPS: dict[str, list[list[int]]] = {}
 
 
-def _register_objectnet_space() -> None:
-    from robusteval.datasets.labelspace import LABEL_SPACES, register_label_space
+def _grouped_index(space: str):
+    def index() -> list[list[int]]:
+        if space not in _GROUPS:
+            raise UserError(
+                f"the {space} label space is defined by the release's mapping files", hint="score with --ood"
+            )
+        return _GROUPS[space]
 
-    if "objectnet113" in LABEL_SPACES:
+    return index
+
+
+def _register_grouped_space(space: str, groups: list[list[int]]) -> None:
+    """(Re)define label space ``space``: class k = ImageNet-1k classes ``groups[k]``; a class scores its
+    best member's softmax probability (the predicted ImageNet class decides), rows rescaled to 1."""
+    from robusteval.datasets.labelspace import LABEL_SPACES, get_label_space, register_label_space
+
+    _GROUPS[space] = groups
+    get_label_space.cache_clear()  # the classes come from this release's mappings
+    if space in LABEL_SPACES:
         return
 
-    @register_label_space("objectnet113", imagenet_index=_objectnet_index)
-    def objectnet113(logits):
-        """Softmax over 1,000; each ObjectNet class scores its best ImageNet member (the predicted
-        ImageNet class among the overlapping ones decides, ObjectNet's rule); rows rescaled to 1."""
+    @register_label_space(space, imagenet_index=_grouped_index(space))
+    def grouped(logits):
         import torch
 
         p = logits.float().softmax(dim=1)
-        groups = _objectnet_index()
-        width = max(len(g) for g in groups)
-        pad = torch.full((len(groups), width), 1000, dtype=torch.long)
-        for k, g in enumerate(groups):
+        members = _GROUPS[space]
+        pad = torch.full((len(members), max(len(g) for g in members)), 1000, dtype=torch.long)
+        for k, g in enumerate(members):
             pad[k, : len(g)] = torch.as_tensor(g)
         padded = torch.cat([p, torch.zeros(p.shape[0], 1, device=p.device)], dim=1)
         best = padded[:, pad.to(p.device)].amax(dim=2)
@@ -416,11 +421,7 @@ def objectnet(root: Path) -> list[ScoreSet]:
     folders, names, groups, unmatched = objectnet_mapping(root / "mappings")
     if not groups:
         raise UserError(f"--ood objectnet={root}: no ObjectNet class maps to an ImageNet class")
-    _OBJECTNET.update(names=names, groups=groups)
-    _register_objectnet_space()
-    from robusteval.datasets.labelspace import get_label_space
-
-    get_label_space.cache_clear()  # the space's classes come from this release's mappings
+    _register_grouped_space("objectnet113", groups)
     skips = [
         {"path": str(root / "mappings"), "reason": f"ImageNet name {n!r} matches no single class"}
         for n in unmatched
@@ -437,3 +438,59 @@ def objectnet(root: Path) -> list[ScoreSet]:
         raise UserError(f"--ood objectnet={root}: no images of overlapping classes under images/<folder>/")
     return [ScoreSet(name="objectnet", suite="ood", items=items, source_space="objectnet113",
                      heads=[Head("objectnet113")], skips=skips)]  # fmt: skip
+
+
+# --- ImageNet-D: domains of a multi-label class mapping ------------------------------------------
+
+
+@register_ood(
+    "imagenet-d",
+    suite="ood",
+    layout="<domain>/<class>/*.{jpg,png} + mapping.json ({class: [ImageNet wnids or indices]}) at the root",
+    metric="top-1 per domain; right when the predicted ImageNet class is one the image's class maps to",
+)
+def imagenet_d(root: Path) -> list[ScoreSet]:
+    """ImageNet-D-style domain sets whose classes map to several ImageNet classes each: one set
+    ``imagenet-d-<domain>`` per domain folder, scored on the ``imagenet-d`` grouped label space built
+    from the user's ``mapping.json`` (the release's class → ImageNet classes table)."""
+    import json
+
+    from robusteval.datasets.imagenet import wnid_to_index
+
+    mapping_file = root / "mapping.json"
+    if not mapping_file.is_file():
+        raise UserError(
+            f"--ood imagenet-d={root}: no mapping.json", hint=OOD_SETS.get("imagenet-d").meta["layout"]
+        )
+    try:
+        raw = json.loads(mapping_file.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise UserError(f"--ood imagenet-d: {mapping_file} is not JSON ({err})") from None
+    index = wnid_to_index()
+    classes, groups = [], []
+    for name in sorted(raw):
+        members = sorted({index[m] if isinstance(m, str) and m in index else int(m) for m in raw[name]
+                          if (isinstance(m, str) and m in index) or (isinstance(m, int) and 0 <= m < 1000)})  # fmt: skip
+        if members:
+            classes.append(name)
+            groups.append(members)
+    if not groups:
+        raise UserError(f"--ood imagenet-d: {mapping_file} maps no class to an ImageNet wnid or index")
+    _register_grouped_space("imagenet-d", groups)
+    label = {c: k for k, c in enumerate(classes)}
+    out = []
+    for domain in sorted(p for p in root.iterdir() if p.is_dir()):
+        items, skips = [], []
+        for cdir in sorted(p for p in domain.iterdir() if p.is_dir()):
+            if cdir.name not in label:
+                skips.append({"path": str(cdir), "reason": f"class {cdir.name!r} is not in mapping.json"})
+                continue
+            for f in sorted(cdir.iterdir()):
+                if f.is_file() and not f.name.startswith("."):
+                    items.append(Item(str(f), f"{domain.name}/{cdir.name}/{f.stem}", label[cdir.name]))
+        if items:
+            out.append(ScoreSet(name=f"imagenet-d-{domain.name}", suite="ood", items=items, source_space="imagenet-d",
+                                heads=[Head("imagenet-d")], skips=skips))  # fmt: skip
+    if not out:
+        raise UserError(f"--ood imagenet-d={root}: no images under <domain>/<class>/")
+    return out
