@@ -228,3 +228,17 @@ def test_imagenet_d_domains_on_a_multi_label_mapping(tmp_path):
     (tmp_path / "mapping.json").unlink()
     with pytest.raises(UserError):
         ood_sets("imagenet-d", tmp_path)
+
+
+def test_score_subset_robustbench5k_on_real_val(val1300):
+    from robusteval.score.engine import ScoreRequest, build_sets
+
+    req = ScoreRequest(models=["mobilenet_v2"], run="x", data=val1300, subset="robustbench5k")
+    notes: list[str] = []
+    (clean,) = build_sets(req, notify=notes.append)
+    wanted = {Path(s).stem for s in SUBSETS.get("robustbench5k").fn()}
+    stems = [Path(it.path).stem for it in clean.items]
+    assert clean.name == "clean@robustbench5k" and stems and set(stems) <= wanted
+    full = build_sets(ScoreRequest(models=["mobilenet_v2"], run="x", data=val1300), notify=notes.append)[0]
+    assert len(stems) == len({Path(it.path).stem for it in full.items} & wanted) < len(full.items)
+    assert notes[0].startswith("--subset robustbench5k:")
