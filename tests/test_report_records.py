@@ -153,7 +153,7 @@ def test_clean_only_run_reports_what_is_missing(tmp_path):
     )
     res = make_report(run_dir=run, out_dir=tmp_path / "out", baseline="a", fail_under=["b:top1=0.1"], sets={})
     text = res.report.read_text()
-    assert "| a | classifier | 50.00 | 80.00 | — | — | — | — | — |" in text
+    assert "| a | classifier | 50.00 ±26.3 | 80.00 ±22.7 | — | — | — | — | — |" in text  # Wilson, n = 10
     assert "| b | classifier | — | — | — | — | — | — | — |" in text
     assert "Not computed: the run has no corruption sets" in text
     assert "Not computed: needs two models with saved predictions" in text
