@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from robusteval.cli import app
 from robusteval.corrupt.spec import load_specs, suites
+from robusteval.datasets.ood import set_catalogue
 from robusteval.models import list_models
 
 runner = CliRunner()
@@ -19,10 +20,11 @@ def _names(what: str) -> list[str]:
         "transforms": lambda: list(load_specs()),
         "suites": lambda: list(suites()),
         "models": lambda: [c.name for c in list_models()],
+        "sets": lambda: [r["name"] for r in set_catalogue()],
     }[what]()
 
 
-@pytest.mark.parametrize("what", ["transforms", "suites", "models"])
+@pytest.mark.parametrize("what", ["transforms", "suites", "models", "sets"])
 def test_piped_listing_is_one_row_a_line_with_whole_names(what):
     res = runner.invoke(app, ["list", what], terminal_width=40)
     assert res.exit_code == 0, res.output
@@ -33,7 +35,7 @@ def test_piped_listing_is_one_row_a_line_with_whole_names(what):
     assert len({len(line.split("\t")) for line in lines}) == 1  # a rectangular table
 
 
-@pytest.mark.parametrize("what", ["transforms", "suites", "models"])
+@pytest.mark.parametrize("what", ["transforms", "suites", "models", "sets"])
 def test_json_listing(what):
     res = runner.invoke(app, ["list", what, "--json"])
     rows = json.loads(res.output)

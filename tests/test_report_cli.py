@@ -38,7 +38,7 @@ def test_gates_pass_exit_zero_and_step_summary_is_appended(tmp_path, monkeypatch
 
     appended = summary.read_text()
     assert appended.startswith("previous step\n## robusteval: run `golden`\n")  # appended, not replaced
-    assert "| alpha_net | classifier | 86.67 | 93.33 |" in appended
+    assert "| alpha_net | classifier | 86.67 ±17.1 | 93.33 ±14.3 |" in appended
     assert "| `--fail-under top1=0.4` | clip_tiny | 0.4667 | 0.4000 | pass |" in appended
     assert "## Provenance" not in appended  # the summary, not the whole report
     assert appended.endswith("\n\n")  # a blank line keeps the next step's markdown apart

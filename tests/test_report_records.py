@@ -12,11 +12,12 @@ from robusteval.errors import UserError
 from robusteval.report.gates import evaluate_gates, failure_message, parse_gates
 from robusteval.report.records import SetInfo, load_run, parse_records, spec_info
 from robusteval.report.tables import build_tables, fmt_level
+from tests.helpers import make_record
 
 
 def _rec(**kw):
-    base = {"schema": 1, "model": "m", "set": "clean", "suite": "clean", "severity": None, "top1": 0.5}
-    return json.dumps({**base, **kw}) + "\n"
+    """One line as the engine writes it: a typed Record (fixtures cannot invent fields)."""
+    return json.dumps(make_record(**kw).to_json()) + "\n"
 
 
 def test_last_line_of_a_cell_wins_and_order_is_sorted():
@@ -37,8 +38,10 @@ def test_cut_short_final_line_is_ignored_but_a_bad_middle_line_is_an_error():
         parse_records(['{"schema": 1, "mod\n', good], source="r.jsonl")
     with pytest.raises(UserError, match="schema 2"):
         parse_records([_rec(schema=2)], source="r.jsonl")
-    with pytest.raises(UserError, match="needs model and set"):
+    with pytest.raises(UserError, match=r"r.jsonl:1 is not a score record \(missing cell, ece"):
         parse_records([json.dumps({"schema": 1, "top1": 0.3}) + "\n"], source="r.jsonl")
+    with pytest.raises(UserError, match="unknown record field 'invented'"):
+        parse_records([json.dumps({**make_record().to_json(), "invented": 1}) + "\n"], source="r.jsonl")
 
 
 def test_load_run_errors_and_kinds(tmp_path):
@@ -153,7 +156,7 @@ def test_clean_only_run_reports_what_is_missing(tmp_path):
     )
     res = make_report(run_dir=run, out_dir=tmp_path / "out", baseline="a", fail_under=["b:top1=0.1"], sets={})
     text = res.report.read_text()
-    assert "| a | classifier | 50.00 | 80.00 | — | — | — | — | — |" in text
+    assert "| a | classifier | 50.00 ±26.3 | 80.00 ±22.7 | — | — | — | — | — |" in text  # Wilson, n = 10
     assert "| b | classifier | — | — | — | — | — | — | — |" in text
     assert "Not computed: the run has no corruption sets" in text
     assert "Not computed: needs two models with saved predictions" in text

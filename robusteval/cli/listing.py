@@ -20,6 +20,7 @@ class What(str, Enum):
     transforms = "transforms"
     suites = "suites"
     models = "models"
+    sets = "sets"
 
 
 def _fmt_params(params: dict) -> str:
@@ -85,10 +86,20 @@ def _models(suite: str | None) -> Listing:
     return out
 
 
+def _sets(suite: str | None) -> Listing:
+    from robusteval.datasets.ood import set_catalogue
+
+    out = Listing(title="OOD sets and val subsets", columns=["name", "kind", "suite", "layout", "metric"])
+    for row in set_catalogue():
+        out.rows.append([row["name"], row["kind"], row["suite"], row["layout"], row["metric"]])
+    return out
+
+
 LISTINGS: dict[str, Callable[[str | None], Listing]] = {
     "transforms": _transforms,
     "suites": _suites,
     "models": _models,
+    "sets": _sets,
 }
 
 
@@ -107,7 +118,7 @@ def _rich_table(listing: Listing) -> Table:
 
 @app.command("list")
 def list_(
-    what: Annotated[What, typer.Argument(help="transforms, suites or models")],
+    what: Annotated[What, typer.Argument(help="transforms, suites, models or sets")],
     suite: Annotated[str | None, typer.Option(help="only transforms of this suite")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per row")] = False,
 ) -> None:

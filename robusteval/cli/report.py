@@ -24,7 +24,18 @@ def report(
         "--fail-under",
         metavar="METRIC=VALUE",
         help="Exit 1 when a metric is below VALUE: top1, top5, mCA, relative_robustness, acc16 or a set "
-        "name; MODEL:METRIC=VALUE for one model; VALUE 0.7 or 70%. Repeatable.",
+        "name; METRIC.lower / METRIC.upper for a bound of its 95% interval; MODEL:METRIC=VALUE for one "
+        "model; VALUE 0.7 or 70%. Repeatable.",
+    ),
+    fail_if_worse_than: str | None = typer.Option(
+        None,
+        "--fail-if-worse-than",
+        metavar="RUN",
+        help="Exit 1 when a model is significantly worse than in baseline run RUN on some set "
+        "(paired exact McNemar on the same images, Holm over sets).",
+    ),
+    real_labels: Path | None = typer.Option(
+        None, "--real-labels", help="ImageNet-ReaL's real.json: adds ReaL top-1 of the clean val cells."
     ),
 ) -> None:
     """Write report.md, CSV/JSON tables and PNG figures from a scored run; check CI gates."""
@@ -36,6 +47,8 @@ def report(
             out_dir=out if out is not None else runs_dir / run / "report",
             baseline=baseline,
             fail_under=list(fail_under),
+            worse_than=fail_if_worse_than,
+            real_labels=real_labels,
         )
     console.print(
         f"report: {escape(str(result.report))} ({len(result.models)} models, {result.cells} cells, "

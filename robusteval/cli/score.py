@@ -84,6 +84,10 @@ def score(
         typer.Option(help="CLIP zero-shot prompts: openai80, clip-mamba7 or a file (one per line)"),
     ] = None,
     workers: Annotated[int | None, typer.Option(min=0, help="decode processes (0: in-process)")] = None,
+    subset: Annotated[
+        str | None,
+        typer.Option(help="score only a fixed subset of --data: robustbench5k (RobustBench's 5,000 ids)"),
+    ] = None,
     gpu_decode: Annotated[
         bool | None,
         typer.Option(
@@ -114,7 +118,7 @@ def score(
             transform_impl=transform_impl, seed=seed, batch_size=batch_size, amp=amp,
             channels_last=channels_last, compile=compile, device=device, scan_backend=scan_backend,
             weights=dict(weight_pairs), trust_checkpoint=trust_checkpoint,
-            workers=workers, gpu_decode=gpu_decode, templates=templates,
+            workers=workers, gpu_decode=gpu_decode, templates=templates, subset=subset,
         )  # fmt: skip
         bar: dict = {}
 

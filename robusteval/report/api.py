@@ -11,7 +11,15 @@ from pathlib import Path
 from robusteval.errors import UserError
 from robusteval.report import figures
 from robusteval.report.extensions import SectionContext, render_sections
-from robusteval.report.gates import GateResult, evaluate_gates, failure_message, parse_gates
+from robusteval.report.gates import (
+    GateResult,
+    Regression,
+    compare_runs,
+    evaluate_gates,
+    failure_message,
+    parse_gates,
+    regression_message,
+)
 from robusteval.report.markdown import ReportInputs, render_report, render_summary
 from robusteval.report.records import CORRUPTION_SUITES, SetInfo, load_run, suite_rank
 from robusteval.report.tables import Tables, build_tables, clean_accuracy
@@ -34,20 +42,34 @@ class ReportResult:
     step_summary: Path | None = None
     models: list[str] = field(default_factory=list)
     cells: int = 0
+    regressions: list[Regression] = field(default_factory=list)
 
     @property
     def failed(self) -> list[GateResult]:
         return [g for g in self.gates if not g.passed]
 
 
-def _command(run: str, baseline: str | None, fail_under: list[str]) -> str:
+def _command(run: str, baseline: str | None, fail_under: list[str], worse_than: str | None = None) -> str:
     """The report command as a user would retype it (paths left out: they are machine-specific)."""
     argv = ["robusteval", "report", "--run", run]
     if baseline:
         argv += ["--baseline", baseline]
     for gate in fail_under:
         argv += ["--fail-under", gate]
+    if worse_than:
+        argv += ["--fail-if-worse-than", Path(worse_than).name]
     return shlex.join(argv)
+
+
+def _baseline_run_dir(run_dir: Path, worse_than: str) -> Path:
+    """``--fail-if-worse-than RUN``: a run name beside ``run_dir``, or a run folder path."""
+    for cand in (run_dir.parent / worse_than, Path(worse_than)):
+        if (cand / "records.jsonl").is_file():
+            return cand
+    raise UserError(
+        f"--fail-if-worse-than {worse_than}: no run with records at {run_dir.parent / worse_than}",
+        hint="name a scored run in the same --runs-dir, or give its folder path",
+    )
 
 
 def _write_tables(tables: Tables, out: Path) -> list[Path]:
@@ -97,13 +119,17 @@ def make_report(
     baseline: str | None,
     fail_under: list[str],
     sets: Mapping[str, SetInfo] | None = None,
+    worse_than: str | None = None,
+    real_labels: Path | None = None,
 ) -> ReportResult:
     """Write ``out_dir/report.md``, ``out_dir/tables/*.{csv,json}`` and ``out_dir/figures/*.png``
     from ``run_dir/records.jsonl``, then check the ``--fail-under`` gates.
 
     ``baseline``: a model of the run whose errors normalise CE/mCE (``None``: only AlexNet
     normalisation, for ImageNet-C sets). ``sets``: set facts (level labels, study severity);
-    default the installed set specs. Appends the summary to ``$GITHUB_STEP_SUMMARY`` when set.
+    default the installed set specs. ``worse_than``: a baseline run (name beside ``run_dir`` or a
+    folder) that no model may be significantly worse than on any set (paired test, Holm).
+    ``real_labels``: ImageNet-ReaL's ``real.json`` for ReaL accuracy of the clean val cells. Appends the summary to ``$GITHUB_STEP_SUMMARY`` when set.
     Bad inputs raise :class:`UserError`; failed gates are returned, not raised.
     """
     if not (run_dir / "records.jsonl").is_file():
@@ -117,8 +143,17 @@ def make_report(
             hint=f"use one of: {', '.join(run.models)}",
         )
     gates = parse_gates(fail_under, models=run.models, sets={str(r["set"]) for r in run.records})
-    tables = build_tables(run, baseline=baseline)
+    tables = build_tables(run, baseline=baseline, real_labels=real_labels)
     results = evaluate_gates(gates, summary=tables.summary, set_accuracy=tables.set_accuracy)
+    regressions: list[Regression] = []
+    if worse_than is not None:
+        base_dir = _baseline_run_dir(run_dir, worse_than)
+        regressions = compare_runs(run, load_run(run_dir=base_dir, sets=sets))
+        if not regressions:
+            raise UserError(
+                f"--fail-if-worse-than {worse_than}: no cell with saved predictions in both runs",
+                hint="score the same models on the same sets in both runs",
+            )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = _write_tables(tables, out_dir / "tables")
@@ -132,9 +167,11 @@ def make_report(
         models=run.models,
         kinds=run.kinds,
         baseline=baseline,
-        command=_command(run.name, baseline, fail_under),
+        command=_command(run.name, baseline, fail_under, worse_than),
         figures={k: p.relative_to(out_dir).as_posix() for k, p in drawn.items()},
         gates=results,
+        regressions=regressions,
+        worse_than=Path(worse_than).name if worse_than else None,
         n_cells=len(run.records),
         n_images=int(tables.cells["n"].sum()),
         extra=[section.lines for section in extra],
@@ -152,7 +189,13 @@ def make_report(
         tables=written,
         figures=sorted([*drawn.values(), *(f for section in extra for f in section.figures)]),
         gates=results,
-        failure=failure_message(results),
+        failure="; ".join(
+            m
+            for m in (failure_message(results), regression_message(regressions, baseline=str(worse_than)))
+            if m
+        )
+        or None,
+        regressions=regressions,
         step_summary=step_path,
         models=run.models,
         cells=len(run.records),

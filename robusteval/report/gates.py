@@ -3,7 +3,13 @@
 A gate reads ``METRIC=VALUE`` (every model) or ``MODEL:METRIC=VALUE`` (one model); several may be
 given in one argument separated by commas. VALUE is a fraction in [0, 1] (``0.7``) or a
 percentage (``70%``). METRIC is one of :data:`METRICS` or a set name (its top-1, mean over
-severities). A gate fails when the value is below VALUE, or when the run cannot compute it.
+severities), optionally with ``.lower`` or ``.upper`` for a bound of its 95% interval
+(``top1.lower=0.75``: fail unless the data show top-1 is at least 75%). A gate fails when the value
+is below VALUE, or when the run cannot compute it.
+
+``--fail-if-worse-than RUN`` compares each model with the same model in a baseline run, set by set
+on the images both scored (exact McNemar, Holm over the sets): it fails when a model is
+significantly worse on some set (:func:`compare_runs`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "relative_robustness": ("relative_robustness", "mCA / clean top-1"),
     "acc16": ("acc16", "mean 16-class OOD accuracy"),
 }
+_BOUNDS = {".lower": "lower", ".lo": "lower", ".upper": "upper", ".hi": "upper"}
 _ALIASES = {
     "top-1": "top1",
     "top-5": "top5",
@@ -41,6 +48,11 @@ class Gate:
     metric: str
     threshold: float
     model: str | None = None
+    bound: str = ""  # "", "lower" or "upper": the point estimate or a bound of its 95% interval
+
+    @property
+    def label(self) -> str:
+        return f"{self.metric}.{self.bound}" if self.bound else self.metric
 
 
 @dataclass(frozen=True)
@@ -53,9 +65,9 @@ class GateResult:
     def describe(self) -> str:
         """``mobilenet_v2 mCA 0.4120 < 0.5000`` or ``... is missing``."""
         if not math.isfinite(self.value):
-            return f"{self.model} {self.gate.metric} is missing from this run"
+            return f"{self.model} {self.gate.label} is missing from this run"
         op = ">=" if self.passed else "<"
-        return f"{self.model} {self.gate.metric} {self.value:.4f} {op} {self.gate.threshold:.4f}"
+        return f"{self.model} {self.gate.label} {self.value:.4f} {op} {self.gate.threshold:.4f}"
 
 
 def _threshold(text: str, raw: str) -> float:
@@ -89,7 +101,11 @@ def parse_gates(texts: Iterable[str], *, models: Iterable[str], sets: Iterable[s
                     f"--fail-under {text}: expected METRIC=VALUE", hint="e.g. --fail-under mCA=0.5"
                 )
             model, _, metric = lhs.strip().rpartition(":")
-            metric = metric.strip()
+            metric, bound = metric.strip(), ""
+            for suffix in _BOUNDS:
+                if metric.lower().endswith(suffix) and metric[: -len(suffix)]:
+                    metric, bound = metric[: -len(suffix)], _BOUNDS[suffix]
+                    break
             if model and model not in models:
                 raise UserError(
                     f"--fail-under {text}: no model {model!r} in this run; models: {', '.join(models)}"
@@ -101,16 +117,27 @@ def parse_gates(texts: Iterable[str], *, models: Iterable[str], sets: Iterable[s
                     f"--fail-under {text}: unknown metric {metric!r}; "
                     f"use {', '.join(METRICS)} or a set name of this run ({', '.join(sets)})"
                 )
-            gates.append(Gate(text=text, metric=metric, threshold=_threshold(text, rhs), model=model or None))
+            gates.append(
+                Gate(
+                    text=text,
+                    metric=metric,
+                    threshold=_threshold(text, rhs),
+                    model=model or None,
+                    bound=bound,
+                )
+            )
     return gates
 
 
-def _value(metric: str, model: str, summary: pd.DataFrame, set_accuracy: pd.DataFrame) -> float:
-    if metric in METRICS:
+def _value(gate: Gate, model: str, summary: pd.DataFrame, set_accuracy: pd.DataFrame) -> float:
+    suffix = {"": "", "lower": "_lo", "upper": "_hi"}[gate.bound]
+    if gate.metric in METRICS:
         row = summary[summary["model"] == model]
-        return float(row[METRICS[metric][0]].iloc[0]) if len(row) else math.nan
-    row = set_accuracy[(set_accuracy["model"] == model) & (set_accuracy["set"] == metric)]
-    return float(row["top1"].mean()) if len(row) else math.nan
+        column = METRICS[gate.metric][0] + suffix
+        return float(row[column].iloc[0]) if len(row) and column in row else math.nan
+    row = set_accuracy[(set_accuracy["model"] == model) & (set_accuracy["set"] == gate.metric)]
+    column = "top1" + suffix
+    return float(row[column].mean()) if len(row) and column in row else math.nan
 
 
 def evaluate_gates(
@@ -120,7 +147,7 @@ def evaluate_gates(
     results = []
     for gate in gates:
         for model in [gate.model] if gate.model else sorted(summary["model"]):
-            value = _value(gate.metric, model, summary, set_accuracy)
+            value = _value(gate, model, summary, set_accuracy)
             passed = math.isfinite(value) and value >= gate.threshold
             results.append(GateResult(gate=gate, model=model, value=value, passed=passed))
     return results
@@ -133,3 +160,77 @@ def failure_message(results: list[GateResult]) -> str | None:
         return None
     head = "gate failed" if len(failed) == 1 else f"{len(failed)} gates failed"
     return f"{head}: " + "; ".join(f"--fail-under {r.gate.text} ({r.describe()})" for r in failed)
+
+
+# --- --fail-if-worse-than ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Regression:
+    """One model on one set against the baseline run: ``diff`` = this run − baseline (fraction) on
+    ``n`` paired images, its interval, Holm-adjusted McNemar ``p_holm``; ``worse`` when significant."""
+
+    model: str
+    suite: str
+    set: str
+    label_space: str
+    n: int
+    diff: float
+    lower: float
+    upper: float
+    p_holm: float
+    worse: bool
+
+    def describe(self) -> str:
+        return (
+            f"{self.model} on {self.set}: {100 * self.diff:+.1f} points "
+            f"[{100 * self.lower:.1f}, {100 * self.upper:.1f}], p = {self.p_holm:.3g}"
+        )
+
+
+def compare_runs(run, baseline_run, *, alpha: float = 0.05) -> list[Regression]:
+    """Every model of both runs on every (suite, set, label space, level) both scored, images matched
+    by id and pooled over levels; Holm over each model's sets. ``run``/``baseline_run``: loaded runs."""
+    from robusteval import stats
+    from robusteval.report.intervals import Correctness, pooled_correctness
+
+    cur = Correctness(run)
+    base = Correctness(baseline_run, _ids=cur._ids)
+
+    def index(r) -> dict[tuple, dict[tuple, dict]]:
+        out: dict[tuple, dict[tuple, dict]] = {}
+        for rec in r.records:
+            key = (str(rec["model"]), str(rec["suite"]), str(rec["set"]), str(rec.get("label_space") or ""))
+            out.setdefault(key, {})[(rec.get("severity"), str(rec.get("subset") or ""))] = rec
+        return out
+
+    mine, theirs = index(run), index(baseline_run)
+    rows = []
+    for key in sorted(set(mine) & set(theirs)):
+        levels = sorted(set(mine[key]) & set(theirs[key]), key=str)
+        pooled = pooled_correctness([(cur, mine[key][lv], base, theirs[key][lv]) for lv in levels])
+        if pooled is None or len(pooled[0]) == 0:
+            continue
+        rows.append((key, stats.paired_test(correct_a=pooled[0], correct_b=pooled[1])))
+    out = []
+    for model in sorted({k[0] for k, _ in rows}):
+        mrows = [(k, t) for k, t in rows if k[0] == model]
+        adjusted = stats.holm([t.p for _, t in mrows])
+        for (k, t), p in zip(mrows, adjusted, strict=True):
+            out.append(
+                Regression(
+                    model=model, suite=k[1], set=k[2], label_space=k[3], n=t.n, diff=t.diff,
+                    lower=t.lower, upper=t.upper, p_holm=p, worse=bool(t.diff < 0 and p < alpha),
+                )
+            )  # fmt: skip
+    return out
+
+
+def regression_message(regressions: list[Regression], *, baseline: str) -> str | None:
+    """One line naming each significant regression against ``baseline``, or ``None``."""
+    worse = [r for r in regressions if r.worse]
+    if not worse:
+        return None
+    return f"--fail-if-worse-than {baseline}: significantly worse on {len(worse)} set(s): " + "; ".join(
+        r.describe() for r in worse
+    )

@@ -12,9 +12,16 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from robusteval import stats
 from robusteval.references import ALEXNET_CLEAN_ERROR, ALEXNET_SOURCE, CLIP_MAMBA, SEED_STUDY
-from robusteval.report.gates import GateResult
-from robusteval.report.records import CORRUPTION_SUITES, CURVE_SUITES, MAIN_LABEL_SPACE, suite_rank
+from robusteval.report.gates import GateResult, Regression
+from robusteval.report.records import (
+    CORRUPTION_SUITES,
+    CURVE_SUITES,
+    DETECTION_SUITES,
+    MAIN_LABEL_SPACE,
+    suite_rank,
+)
 from robusteval.report.tables import Tables
 
 DASH = "—"
@@ -27,12 +34,31 @@ _SUITE_TITLES = {
     "ood-parametric": "parametric OOD sets",
     "ood": "OOD datasets",
     "modelvshuman16": "16-class model-vs-human sets",
+    "imagenet-c-bar": "ImageNet-C-bar corruptions",
+    "imagenet-3dcc": "ImageNet-3DCC corruptions",
 }
 
 
 def pct(x: float, digits: int = 2) -> str:
     """A fraction as a percentage with fixed decimals (``0.839`` → ``83.90``); ``—`` if undefined."""
     return f"{100.0 * x:.{digits}f}" if _ok(x) else DASH
+
+
+def pm(x: float, lo: float, hi: float, digits: int = 2, *, scale: float = 100.0) -> str:
+    """A value with half the width of its 95% interval: ``83.00 ±7.2`` (``—`` parts left out)."""
+    if not _ok(x):
+        return DASH
+    head = f"{scale * x:.{digits}f}"
+    if not (_ok(lo) and _ok(hi)):
+        return head
+    return f"{head} ±{scale * (hi - lo) / 2:.{max(1, digits - 1)}f}"
+
+
+def pval(p: float) -> str:
+    """``p = 0.021``, ``p < 0.0001``."""
+    if not _ok(p):
+        return f"p = {DASH}"
+    return "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
 
 
 def fixed(x: float, digits: int = 3) -> str:
@@ -87,6 +113,8 @@ class ReportInputs:
     command: str
     figures: dict[str, str] = field(default_factory=dict)
     gates: list[GateResult] = field(default_factory=list)
+    regressions: list[Regression] = field(default_factory=list)
+    worse_than: str | None = None
     n_cells: int = 0
     n_images: int = 0
     extra: list[list[str]] = field(default_factory=list)  # sections of other stages, rendered in order
@@ -109,6 +137,11 @@ def _header(t: Tables, inp: ReportInputs) -> list[str]:
         "Corrupted and parametric sets are scored on their stored 224-px crops (resize to the model's "
         "input and normalise, no second crop); clean images go through each model's own preprocessing.",
         "",
+        "`±` is half the width of the 95% interval (Wilson for one cell; for a mean over cells, such "
+        "as a set's mean over severities, mCA, relative robustness and mCE, a percentile bootstrap over "
+        f"images, {stats.N_BOOT} replicates, seed {stats.SEED}); the bounds are the `_lo` / `_hi` "
+        "columns of the tables. Comparisons between models are paired on the same images (see Claims).",
+        "",
     ]
 
 
@@ -119,13 +152,13 @@ def summary_section(t: Tables, inp: ReportInputs) -> list[str]:
             [
                 r.model,
                 r.kind,
-                pct(r.top1),
-                pct(r.top5),
-                f"{pct(r.mCA)} ({r.mCA_sets}/{STUDY_SETS})" if r.mCA_sets else DASH,
-                fixed(r.relative_robustness),
+                pm(r.top1, r.top1_lo, r.top1_hi),
+                pm(r.top5, r.top5_lo, r.top5_hi),
+                f"{pm(r.mCA, r.mCA_lo, r.mCA_hi)} ({r.mCA_sets}/{STUDY_SETS})" if r.mCA_sets else DASH,
+                pm(r.relative_robustness, r.relative_robustness_lo, r.relative_robustness_hi, 3, scale=1.0),
                 f"{r.best_set} ({pct(r.best_top1)})" if r.best_set else DASH,
                 f"{r.worst_set} ({pct(r.worst_top1)})" if r.worst_set else DASH,
-                f"{pct(r.acc16)} ({r.acc16_sets} sets)" if r.acc16_sets else DASH,
+                f"{pm(r.acc16, r.acc16_lo, r.acc16_hi)} ({r.acc16_sets} sets)" if r.acc16_sets else DASH,
             ]
         )
     out = [
@@ -155,7 +188,7 @@ def summary_section(t: Tables, inp: ReportInputs) -> list[str]:
     ]
     if not t.ood.empty:
         orows = [
-            [r.model, r.set, r.label_space, pct(r.top1), pct(r.clean_top1), pct(r.drop)]
+            [r.model, r.set, r.label_space, pm(r.top1, r.top1_lo, r.top1_hi), pct(r.clean_top1), pct(r.drop)]
             for r in t.ood.itertuples(index=False)
         ]
         out += [
@@ -173,6 +206,51 @@ def summary_section(t: Tables, inp: ReportInputs) -> list[str]:
             "",
         ]
     return out
+
+
+def real_section(t: Tables, inp: ReportInputs) -> list[str]:
+    if t.real.empty:
+        return []
+    rows = [
+        [r.model, r.set, r.n_real, pct(r.top1), pm(r.real_top1, r.real_top1_lo, r.real_top1_hi)]
+        for r in t.real.itertuples(index=False)
+    ]
+    return [
+        "### ImageNet-ReaL",
+        "",
+        *table(
+            ["model", "set", "images with ReaL labels", "top-1 (original labels)", "ReaL top-1"],
+            rows,
+            align="llrrr",
+        ),
+        "",
+        "ReaL top-1 (Beyer et al. 2020): the top-1 class counts as right when it is in the image's "
+        "re-annotated label list; images the re-annotation dropped are left out.",
+        "",
+    ]
+
+
+def detection_section(t: Tables, inp: ReportInputs) -> list[str]:
+    if t.ood_detection.empty:
+        return []
+    rows = [
+        [r.model, r.set, r.clean_set or DASH, r.n_ood, r.n_clean, pct(r.auroc), pct(r.aupr)]
+        for r in t.ood_detection.itertuples(index=False)
+    ]
+    return [
+        "### OOD detection",
+        "",
+        *table(
+            ["model", "OOD set", "in-distribution", "OOD images", "clean images", "AUROC", "AUPR"],
+            rows,
+            align="lllrrrr",
+        ),
+        "",
+        "Max-softmax detection (higher is better): the OOD images are the positive class, the same "
+        "model's clean val on the same classes the negative one, the score is minus the top-1 "
+        "probability; AUPR is average precision with the OOD images positive (ImageNet-O's convention).",
+        "",
+    ]
 
 
 def gates_section(inp: ReportInputs) -> list[str]:
@@ -196,6 +274,94 @@ def gates_section(inp: ReportInputs) -> list[str]:
     ]
 
 
+def _set_label(suite: str, name: str, space: str) -> str:
+    return name if space == MAIN_LABEL_SPACE else f"{name} ({space})"
+
+
+def claim_text(r: object) -> str:
+    """One paired comparison in words, e.g. ``b > a on fog: +3.1 points [1.2, 5.0], p = 0.001``
+    (Holm-adjusted p; the interval is of the winner minus the loser)."""
+    where = _set_label(r.suite, r.set, r.label_space)  # type: ignore[attr-defined]
+    d, lo, hi = 100 * r.diff, 100 * r.diff_lo, 100 * r.diff_hi  # type: ignore[attr-defined]
+    if r.verdict == "cannot tell":  # type: ignore[attr-defined]
+        return (
+            f"cannot tell {r.model_a} from {r.model_b} on {where}: {d:+.1f} points [{lo:.1f}, {hi:.1f}], "  # type: ignore[attr-defined]
+            f"{pval(r.p_holm)}"  # type: ignore[attr-defined]
+        )
+    if d < 0:
+        d, lo, hi = -d, -hi, -lo
+    return f"{r.verdict} on {where}: {d:+.1f} points [{lo:.1f}, {hi:.1f}], {pval(r.p_holm)}"  # type: ignore[attr-defined]
+
+
+def claims_section(t: Tables, inp: ReportInputs) -> list[str]:
+    out = ["## Claims (paired comparisons)", ""]
+    if t.paired.empty:
+        return [*out, "Not computed: needs two models with saved predictions on the same images.", ""]
+    p = t.paired.assign(_sig=t.paired["verdict"] != "cannot tell")
+    p = p.sort_values(["_sig", "p_holm", "suite", "set"], ascending=[False, True, True, True], kind="stable")
+    rows = [[claim_text(r), r.n, pval(r.p)] for r in p.itertuples(index=False)]
+    n_sig = int(p["_sig"].sum())
+    out += [
+        "Every pair of models on every set both scored, on the same images (a set's severities pooled): "
+        "the difference in top-1 (points) with its 95% interval (Agresti-Min, paired), the exact McNemar "
+        "p-value on the images exactly one model got right, Holm-corrected over each pair's family of "
+        f"sets. A claim is made where the corrected p < 0.05; elsewhere the data cannot tell (the "
+        "intervals are per comparison, not adjusted for multiplicity). "
+        f"{n_sig} of {len(p)} comparisons support a claim.",
+        "",
+        *table(["claim (Holm-corrected p)", "images", "uncorrected p"], rows, align="lrr"),
+        "",
+    ]
+    if not t.power.empty:
+        prow = [
+            [
+                f"{r.model_a} / {r.model_b}",
+                r.label_space,
+                r.n,
+                pct(r.discordance, 1),
+                DASH if not _ok(r.pairs_needed) else f"{int(r.pairs_needed):,}",
+                DASH if not _ok(r.per_class_needed) else f"{int(r.per_class_needed):,}",
+            ]
+            for r in t.power.itertuples(index=False)
+        ]
+        out += [
+            "Power: the images one set needs for McNemar's test to detect a 1-point difference "
+            "(α = 0.05, power 0.8) at each pair's observed disagreement rate (images exactly one model "
+            "got right, pooled over sets; Connor 1987).",
+            "",
+            *table(
+                ["models", "label space", "images compared", "disagreement %", "images needed", "per class"],
+                prow,
+                align="llrrrr",
+            ),
+            "",
+        ]
+    return out
+
+
+def regressions_section(inp: ReportInputs) -> list[str]:
+    if inp.worse_than is None:
+        return []
+    worse = [r for r in inp.regressions if r.worse]
+    head = [f"## Against baseline run `{inp.worse_than}`", ""]
+    text = (
+        f"Each model against itself in run `{inp.worse_than}` on every set both runs scored ({len(inp.regressions)} "
+        "model × set comparisons, paired on the same images, exact McNemar, Holm over each model's sets)."
+    )
+    if not worse:
+        return [*head, text + " No model is significantly worse on any set.", ""]
+    rows = [
+        [r.model, _set_label(r.suite, r.set, r.label_space), r.describe().split(": ", 1)[1]] for r in worse
+    ]
+    return [
+        *head,
+        text + f" Significantly worse on {len(worse)}:",
+        "",
+        *table(["model", "set", "difference"], rows, align="lll"),
+        "",
+    ]
+
+
 def _figure(inp: ReportInputs, key: str, alt: str) -> list[str]:
     return [f"![{alt}]({inp.figures[key]})", ""] if key in inp.figures else []
 
@@ -207,13 +373,17 @@ def _matrix(t: Tables, suite: str, models: list[str]) -> list[str]:
     rows = []
     for name in sets:
         sev = max((look[(m, name)].n_severities for m in models if (m, name) in look), default=0)
-        rows.append([name, sev, *(pct(look[(m, name)].top1) if (m, name) in look else DASH for m in models)])
+        rows.append([name, sev, *(_pm_row(look[(m, name)]) if (m, name) in look else DASH for m in models)])
     if suite == "study21":
-        mca = {r.model: r.mCA for r in t.summary.itertuples(index=False)}
-        rows.append(["**mCA**", "", *(pct(mca.get(m, math.nan)) for m in models)])
+        mca = {r.model: pm(r.mCA, r.mCA_lo, r.mCA_hi) for r in t.summary.itertuples(index=False)}
+        rows.append(["**mCA**", "", *(mca.get(m, DASH) for m in models)])
     else:
         rows.append(["**mean**", "", *(pct(sub[sub["model"] == m]["top1"].mean()) for m in models)])
     return table(["set", "severities", *models], rows)
+
+
+def _pm_row(r: object) -> str:
+    return pm(r.top1, r.top1_lo, r.top1_hi)  # type: ignore[attr-defined]
 
 
 def _per_severity(t: Tables, suite: str, model: str, clean_top1: float) -> list[str]:
@@ -334,7 +504,15 @@ def ce_section(t: Tables, inp: ReportInputs) -> list[str]:
         ]
         m = t.mce[(t.mce["normalisation"] == norm) & (t.mce["reference"] == ref) & (t.mce["suite"] == suite)]
         mlook = {r.model: r for r in m.itertuples(index=False)}
-        rows.append(["**mCE**", *(pct(mlook[x].mce, 1) if x in mlook else DASH for x in inp.models)])
+        rows.append(
+            [
+                "**mCE**",
+                *(
+                    pm(mlook[x].mce, mlook[x].mce_lo, mlook[x].mce_hi, 1) if x in mlook else DASH
+                    for x in inp.models
+                ),
+            ]
+        )
         rows.append(
             ["**relative mCE**", *(pct(mlook[x].relative_mce, 1) if x in mlook else DASH for x in inp.models)]
         )
@@ -568,9 +746,18 @@ def provenance_section(t: Tables, inp: ReportInputs) -> list[str]:
 def render_report(t: Tables, inp: ReportInputs) -> str:
     """The whole report.md text (ends with one newline)."""
     suites = sorted(
-        set(t.set_accuracy["suite"]) - set(CURVE_SUITES) - {"ood", "modelvshuman16"}, key=suite_rank
+        set(t.set_accuracy["suite"]) - set(CURVE_SUITES) - {"ood", "modelvshuman16", *DETECTION_SUITES},
+        key=suite_rank,
     )
-    parts: list[str] = [*_header(t, inp), *summary_section(t, inp), *gates_section(inp)]
+    parts: list[str] = [
+        *_header(t, inp),
+        *summary_section(t, inp),
+        *real_section(t, inp),
+        *detection_section(t, inp),
+        *gates_section(inp),
+        *regressions_section(inp),
+        *claims_section(t, inp),
+    ]
     if "study21" not in suites:
         parts += paper_section(t, inp)
     for suite in suites:
@@ -591,5 +778,11 @@ def render_report(t: Tables, inp: ReportInputs) -> str:
 
 def render_summary(t: Tables, inp: ReportInputs) -> str:
     """The short text for ``$GITHUB_STEP_SUMMARY``: title, summary table, OOD table, gates."""
-    parts = [f"## robusteval: run `{inp.run}`", "", *summary_section(t, inp)[2:], *gates_section(inp)]
+    parts = [
+        f"## robusteval: run `{inp.run}`",
+        "",
+        *summary_section(t, inp)[2:],
+        *gates_section(inp),
+        *regressions_section(inp),
+    ]
     return "\n".join(parts).rstrip("\n") + "\n"

@@ -18,13 +18,18 @@ from robusteval.errors import UserError
 from robusteval.runs import Preds, Record
 
 #: Suites in the order the report presents them; unknown suites follow alphabetically.
-SUITE_ORDER = ("clean", "study21", "imagenet-c", "frequency", "ood-parametric", "ood", "modelvshuman16")
+SUITE_ORDER = (
+    "clean", "study21", "imagenet-c", "imagenet-c-bar", "imagenet-3dcc", "frequency", "ood-parametric", "ood",
+    "modelvshuman16", "ood-detection",
+)  # fmt: skip
 #: Suites whose sets are transformations of the clean images, laddered by severity.
 CORRUPTION_SUITES = ("study21", "imagenet-c")
 #: Suites plotted as accuracy-vs-level curves (model-vs-human style).
 CURVE_SUITES = ("frequency", "ood-parametric")
 #: Suites of out-of-distribution datasets, scored beside a clean baseline on the same label space.
 OOD_SUITES = ("ood", "modelvshuman16")
+#: Suites scored for OOD detection (AUROC/AUPR against the clean val), not for accuracy.
+DETECTION_SUITES = ("ood-detection",)
 MAIN_LABEL_SPACE = "imagenet1k"
 
 

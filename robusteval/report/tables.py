@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,10 @@ class Tables:
     provenance: pd.DataFrame
     versions: pd.DataFrame
     spec_hashes: pd.DataFrame
+    paired: pd.DataFrame
+    power: pd.DataFrame
+    ood_detection: pd.DataFrame
+    real: pd.DataFrame
 
     def items(self) -> list[tuple[str, pd.DataFrame]]:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]
@@ -249,7 +254,9 @@ def summary_table(
     return _frame(rows, _SUMMARY_COLUMNS)
 
 
-_OOD_COLUMNS = ["model", "kind", "suite", "set", "label_space", "n", "top1", "top5", "clean_top1", "drop"]
+_OOD_COLUMNS = [
+    "model", "kind", "suite", "set", "label_space", "n", "top1", "top5", "clean_top1", "drop", "top1_lo", "top1_hi",
+]  # fmt: skip
 
 
 def ood_table(cells: pd.DataFrame) -> pd.DataFrame:
@@ -275,6 +282,8 @@ def ood_table(cells: pd.DataFrame) -> pd.DataFrame:
                 "top5": rec.top5,
                 "clean_top1": base,
                 "drop": base - rec.top1,
+                "top1_lo": getattr(rec, "top1_lo", math.nan),
+                "top1_hi": getattr(rec, "top1_hi", math.nan),
             }
         )
     return _sort(_frame(rows, _OOD_COLUMNS), ["suite", "set", "model"])
@@ -598,16 +607,30 @@ def provenance_tables(run: Run) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
     )
 
 
-def build_tables(run: Run, *, baseline: str | None) -> Tables:
-    """Every table of the report from ``run``; ``baseline`` names the CE-normalising model."""
+def build_tables(run: Run, *, baseline: str | None, real_labels: Path | None = None) -> Tables:
+    """Every table of the report from ``run``; ``baseline`` names the CE-normalising model.
+
+    Accuracy tables carry ``<metric>_lo`` / ``<metric>_hi`` 95% interval columns
+    (:mod:`robusteval.report.intervals`); ``paired`` and ``power`` hold the paired model comparisons.
+    ``real_labels``: ReaL's ``real.json``, for the ``real`` table (empty without it).
+    """
+    from robusteval.report import detection, intervals, real
+
     cells = cells_table(run)
     set_acc = set_accuracy_table(cells)
     ce, mce = corruption_error_tables(cells, baseline=baseline)
     prov, versions, hashes = provenance_tables(run)
+    cor = intervals.Correctness(run)
+    summary = summary_table(cells, set_acc, run.models, run.kinds)
+    summary = intervals.add_summary_intervals(run, cells, summary, cor, space=corruption_label_space(cells))
+    mce = intervals.add_mce_intervals(run, cells, ce, mce, cor)
+    set_acc = intervals.add_set_intervals(run, cells, set_acc, cor)
+    paired = intervals.paired_table(run, cor)
+    cells = intervals.add_cell_intervals(cells)
     return Tables(
         cells=cells,
         set_accuracy=set_acc,
-        summary=summary_table(cells, set_acc, run.models, run.kinds),
+        summary=summary,
         ood=ood_table(cells),
         corruption_error=ce,
         mce=mce,
@@ -619,4 +642,10 @@ def build_tables(run: Run, *, baseline: str | None) -> Tables:
         provenance=prov,
         versions=versions,
         spec_hashes=hashes,
+        paired=paired,
+        power=intervals.power_table(paired),
+        ood_detection=detection.ood_detection_table(run, cells),
+        real=real.real_table(run, cells, real.read_real_labels(real_labels))
+        if real_labels is not None
+        else real.real_table(run, cells.iloc[0:0], []),
     )

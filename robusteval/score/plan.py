@@ -28,6 +28,12 @@ def build_sets(req: ScoreRequest, *, notify: Callable[[str], None]) -> list[Scor
     clean = None
     if req.data is not None:
         clean = clean_set(req.data, labels=req.labels, extra_heads=clean_heads)
+        if req.subset is not None:
+            from robusteval.datasets.ood import subset_items
+
+            items = subset_items(clean.items, req.subset)
+            notify(f"--subset {req.subset}: {len(items)} of {len(clean.items)} val images")
+            clean.name, clean.items = f"clean@{req.subset}", items
         out.append(clean)
     elif clean_heads:
         notify(f"pass --data VAL_DIR to also score the clean val on {', '.join(clean_heads)}")

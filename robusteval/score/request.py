@@ -37,6 +37,7 @@ class ScoreRequest:
     # NVJPEG_BELOW_WORKERS decode workers (see use_nvjpeg)
     gpu_decode: bool | None = None
     cache_gib: float | None = None  # on-the-fly: keep clean crops on the device up to this size
+    subset: str | None = None  # a fixed val subset (robusteval.datasets.ood.SUBSETS) of --data
     command: str | None = None  # recorded with every cell; None: the equivalent command line
 
 
