@@ -78,7 +78,7 @@ def test_batched_heads_train_like_separate_heads():
     both = lp.train_heads(subsets=subsets, batch_sizes=[8, 32], seeds=[1, 2], **kw)
     alone = [
         lp.train_heads(subsets=[s], batch_sizes=[b], seeds=[k], **kw)
-        for s, b, k in zip(subsets, [8, 32], [1, 2])
+        for s, b, k in zip(subsets, [8, 32], [1, 2], strict=True)
     ]
     assert np.allclose(both.top1, np.concatenate([a.top1 for a in alone]), atol=1e-6)
     assert np.allclose(both.ece, np.concatenate([a.ece for a in alone]), atol=1e-5)
