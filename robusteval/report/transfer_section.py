@@ -45,7 +45,11 @@ def cells_frame(run_dir: Path) -> pd.DataFrame:
         }  # fmt: skip
         for r in load_transfer_records(run_dir)
     ]
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    for col in ("top1_init", "frozen_fraction", "params_m"):  # None (not applicable) → NaN
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
 
 
 def accuracy_table(cells: pd.DataFrame) -> pd.DataFrame:
@@ -109,7 +113,7 @@ def _plot_shots(acc: pd.DataFrame, path: Path) -> Path:
     datasets = list(dict.fromkeys(acc["dataset"]))
     models = list(dict.fromkeys(acc["model"]))
     colours = _colours(models)
-    fig = _figure(4.2 * len(datasets), 3.4)
+    fig = _figure(4.2 * len(datasets) + 2.6, 3.4)
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     for ax, dname in zip(axes, datasets, strict=True):
         sub = acc[acc["dataset"] == dname]
@@ -126,7 +130,7 @@ def _plot_shots(acc: pd.DataFrame, path: Path) -> Path:
         ax.set_ylabel("test top-1 (%)")
         ax.set_title(dname if len(dname) < 40 else dname[:37] + "...")
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=7, loc="lower right")
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return _save(fig, path)
 
 
@@ -182,7 +186,7 @@ def transfer_section(ctx: SectionContext) -> Section | None:
                     for s in order
                 ]
             )  # fmt: skip
-        lines += [f"**{dname}**: top-1 (ECE) by shots per class", ""]
+        lines += [f"**{dname}**: top-1 % ± std over seeds (ECE %), by shots per class", ""]
         lines += table(["model", "method", *order], rows)
         lines += [""]
     tables = {"transfer_cells": cells, "transfer_accuracy": acc}
@@ -190,7 +194,7 @@ def transfer_section(ctx: SectionContext) -> Section | None:
     if not vp.empty:
         lines += ["ILM-VP against its un-prompted baseline (same frequency mapping, no prompt):", ""]
         lines += table(
-            ["dataset", "model", "shots", "baseline", "ILM-VP"],
+            ["dataset", "model", "shots", "baseline top-1 %", "ILM-VP top-1 %"],
             [
                 [r.dataset, r.model, r.shots, pct(r.top1_init_mean, 1), pct(r.top1_mean, 1)]
                 for r in vp.itertuples()
@@ -208,7 +212,7 @@ def transfer_section(ctx: SectionContext) -> Section | None:
         tables["transfer_freeze"] = frz
         lines += ["Gradient freezing against full fine-tuning of the same cells:", ""]
         lines += table(
-            ["model", "dataset", "shots", "frozen weights", "time saved", "finetune", "freeze", "accuracy kept"],
+            ["model", "dataset", "shots", "frozen weights %", "time saved %", "finetune top-1 %", "freeze top-1 %", "accuracy kept %"],
             [
                 [r.model, r.dataset, r.shots, pct(r.frozen_fraction, 0), pct(r.time_saved, 1),
                  pct(r.top1_finetune, 1), pct(r.top1_freeze, 1), pct(r.accuracy_kept, 1)]
