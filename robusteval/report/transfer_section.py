@@ -81,11 +81,9 @@ def gap_table(acc: pd.DataFrame) -> pd.DataFrame:
 def freeze_table(cells: pd.DataFrame) -> pd.DataFrame:
     """freeze vs finetune of the same (model, dataset, shots, seed): time saved, accuracy kept."""
     key = ["model", "dataset", "shots", "seed"]
-    ft = cells[cells["method"] == "finetune"].set_index(key)
-    fz = cells[cells["method"] == "freeze"].set_index(key)
-    pair = ft[["top1", "seconds"]].join(
-        fz[["top1", "seconds", "frozen_fraction"]], lsuffix="_ft", rsuffix="_fz", how="inner"
-    )
+    ft = cells.loc[cells["method"] == "finetune", [*key, "top1", "seconds"]]
+    fz = cells.loc[cells["method"] == "freeze", [*key, "top1", "seconds", "frozen_fraction"]]
+    pair = ft.merge(fz, on=key, suffixes=("_ft", "_fz"))
     if pair.empty:
         return pd.DataFrame(
             columns=[
@@ -102,7 +100,7 @@ def freeze_table(cells: pd.DataFrame) -> pd.DataFrame:
         )
     pair["time_saved"] = 1 - pair["seconds_fz"] / pair["seconds_ft"]
     pair["accuracy_kept"] = pair["top1_fz"] / pair["top1_ft"].where(pair["top1_ft"] > 0)
-    g = pair.reset_index().groupby(["model", "dataset", "shots"], sort=False)
+    g = pair.groupby(["model", "dataset", "shots"], sort=False)
     return g.agg(
         seeds=("seed", "nunique"), frozen_fraction=("frozen_fraction", "mean"), time_saved=("time_saved", "mean"),
         top1_finetune=("top1_ft", "mean"), top1_freeze=("top1_fz", "mean"), accuracy_kept=("accuracy_kept", "mean"),
