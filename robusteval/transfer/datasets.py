@@ -63,38 +63,48 @@ class TransferDataset:
     labels_attr: str = "targets"
     class_names: tuple[str, ...] = ()
     holdout: int = 0
+    layout: str = ""  # the files torchvision reads under ROOT, for error messages
 
 
 DATASETS: dict[str, TransferDataset] = {
     d.name: d
     for d in (
         TransferDataset(
-            "cifar10", "CIFAR10", 10, 50_000, 10_000, 32, train={"train": True}, test={"train": False}
+            "cifar10", "CIFAR10", 10, 50_000, 10_000, 32, train={"train": True}, test={"train": False},
+            layout="ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
         ),
         TransferDataset(
             "svhn", "SVHN", 10, 73_257, 26_032, 32,
             train={"split": "train"}, test={"split": "test"}, labels_attr="labels",
             class_names=tuple(str(i) for i in range(10)),
+            layout="ROOT/{train_32x32.mat,test_32x32.mat}",
         ),
         TransferDataset(
             "gtsrb", "GTSRB", 43, 26_640, 12_630, 32,
             train={"split": "train"}, test={"split": "test"}, labels_attr="_samples",
             class_names=tuple(f"{i:05d}" for i in range(43)),
+            layout="ROOT/gtsrb/GTSRB/{Training/<class>/*.ppm,Final_Test/Images/*.ppm} + ROOT/gtsrb/GT-final_test.csv",
         ),
         TransferDataset(
             "dtd", "DTD", 47, 1_880, 1_880, 128,
             train={"split": "train", "partition": 1}, test={"split": "test", "partition": 1},
             labels_attr="_labels",
+            layout="ROOT/dtd/dtd/{images/<class>/*.jpg,labels/train1.txt,labels/test1.txt}",
         ),
         TransferDataset(
             "flowers102", "Flowers102", 102, 1_020, 6_149, 128,
             train={"split": "train"}, test={"split": "test"}, labels_attr="_labels",
+            layout="ROOT/flowers-102/{jpg/image_NNNNN.jpg,imagelabels.mat,setid.mat}",
         ),
         TransferDataset(
             "oxford_pets", "OxfordIIITPet", 37, 3_680, 3_669, 128,
             train={"split": "trainval"}, test={"split": "test"}, labels_attr="_labels",
+            layout="ROOT/oxford-iiit-pet/{images/*.jpg,annotations/trainval.txt,annotations/test.txt}",
         ),
-        TransferDataset("eurosat", "EuroSAT", 10, 21_600, 5_400, 128, holdout=5),
+        TransferDataset(
+            "eurosat", "EuroSAT", 10, 21_600, 5_400, 128, holdout=5,
+            layout="ROOT/eurosat/2750/<class>/*.jpg",
+        ),
     )
 }  # fmt: skip
 
@@ -200,8 +210,8 @@ def open_dataset(name: str, *, root: Path | None, download: bool = False, verify
         first = str(err).splitlines()[0] if str(err) else err.__class__.__name__
         raise UserError(
             f"{name} under {root}: {first}",
-            hint="pass --download to fetch it (online), --no-verify for re-packed files, "
-            "or see the expected layout in `robusteval transfer --help`",
+            hint=f"expected {spec.layout}; pass --download to fetch it (online), "
+            "or --no-verify for re-packed files",
         ) from None
     base = getattr(train, "dataset", train)
     classes = spec.class_names or tuple(getattr(base, "classes", ()))
