@@ -19,7 +19,18 @@ app = typer.Typer(
 )
 
 # One line per command module; importing a module registers its commands.
-for _mod in ("listing", "corrupt", "score", "report", "demo", "export"):
+COMMAND_MODULES = (
+    "listing",
+    "corrupt",
+    "score",
+    "report",
+    "demo",
+    "export",
+    "transfer",
+    "explain",
+    "sharpness",
+)
+for _mod in COMMAND_MODULES:
     try:
         importlib.import_module(f"robusteval.cli.{_mod}")
     except ModuleNotFoundError as _err:  # a stage not built yet is simply absent
