@@ -5,8 +5,9 @@ the same kind of thing): the image is cut into ``PATCH`` x ``PATCH`` px patches;
 replaced by the mean colour (0 in normalised units) in order of their mean attribution, most
 relevant first, and the target class's softmax probability is read after each step in
 :data:`FRACTIONS`. The same is done in a seeded random patch order. ``auc`` is the area under
-probability vs removed fraction (0..1, probability units); ``faithfulness = auc_random - auc_map``:
-positive when removing what the map points at hurts the class faster than removing random patches.
+probability vs removed fraction (0..1, probability units); ``faithfulness = (auc_random - auc_map)
+/ p_intact``: positive when removing what the map points at hurts the class faster than removing
+random patches, in units of the intact image's probability (so low-probability classes compare).
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75)
 @dataclass(frozen=True)
 class Deletion:
     """Per image: ``auc_map``, ``auc_random`` (probability x fraction, normalised by the fraction
-    range, so 0..1) and ``faithfulness = auc_random - auc_map`` (-1..1)."""
+    range, so 0..1), ``p_intact`` (the target's probability on the whole image) and
+    ``faithfulness = (auc_random - auc_map) / p_intact`` (about -1..1)."""
 
     auc_map: np.ndarray
     auc_random: np.ndarray
+    p_intact: np.ndarray
 
     @property
     def faithfulness(self) -> np.ndarray:
-        return self.auc_random - self.auc_map
+        return (self.auc_random - self.auc_map) / np.maximum(self.p_intact, 1e-6)
 
 
 def _patch_scores(maps: np.ndarray, patch: int) -> np.ndarray:
@@ -85,7 +88,7 @@ def deletion(
             probs.append(torch.softmax(model(stacked[j : j + batch_size]).float(), dim=1).cpu())
     p = torch.cat(probs).numpy().reshape(len(targets), 2, len(FRACTIONS), -1)
     tp = np.stack([p[i, :, :, t] for i, t in enumerate(targets)])  # [B, 2, steps]
-    return Deletion(auc_map=_auc(tp[:, 0]), auc_random=_auc(tp[:, 1]))
+    return Deletion(auc_map=_auc(tp[:, 0]), auc_random=_auc(tp[:, 1]), p_intact=tp[:, 0, 0])
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -16,8 +16,8 @@ class ExplainRecord:
     Probabilities are softmax probabilities (0..1) of the model on its own preprocessing of the
     clean image (``clean_*``) and of the regenerated shifted image (``shifted_*``). ``*_true``
     concern the true class, ``*_pred`` the class predicted on the shifted image. ``faithfulness_*``
-    is the deletion-curve gap (random-order AUC minus map-order AUC, -1..1, positive = faithful;
-    :mod:`robusteval.explain.faithfulness`). ``pred_matches_score``: the regenerated image gets the
+    is the deletion-curve gap (random-order AUC minus map-order AUC over the intact probability,
+    about -1..1, positive = faithful; :mod:`robusteval.explain.faithfulness`). ``pred_matches_score``: the regenerated image gets the
     top-1 the score run recorded (the regeneration is exact). ``grid``: the PNG, relative to the
     folder of the records file; ``row``: the image's row in it (0 = top). ``scan_backend``: the
     selective-scan path used (None for models without one).

@@ -84,7 +84,9 @@ def model_inputs(card: Any, images: list[np.ndarray], *, mode: str, device: str)
     from robusteval.score.preprocess import apply_view, make_view, normalize
 
     view = make_view(card.data, mode=mode)
-    chw = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).to(device) for im in images]
+    chw = [
+        torch.from_numpy(np.array(im, dtype=np.uint8, copy=True)).permute(2, 0, 1).to(device) for im in images
+    ]
     pixels = apply_view(chw, view)
     x = normalize(pixels, mean=card.data.mean, std=card.data.std).contiguous()
     return x, pixels.permute(0, 2, 3, 1).cpu().numpy()
