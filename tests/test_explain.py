@@ -116,14 +116,25 @@ def test_deletion_rewards_the_pixels_a_model_uses():
     class TopLeft(torch.nn.Module):
         def forward(self, x):
             s = x[:, :, :32, :32].mean(dim=(1, 2, 3))
-            return torch.stack([s * 10, -s * 10], dim=1)
+            return torch.stack([s, -s], dim=1)
 
     x = torch.ones(1, 3, 64, 64)
-    good = np.zeros((1, 64, 64), np.float32)
-    good[:, :32, :32] = 1
-    d_good = deletion(TopLeft(), x, good, targets=[0])
-    d_bad = deletion(TopLeft(), x, good[:, ::-1, ::-1].copy(), targets=[0])
+    ramp = np.add.outer(np.arange(64), np.arange(64)).astype(np.float32)[None]  # top-left lowest
+    d_good = deletion(TopLeft(), x, ramp.max() - ramp, targets=[0])  # points at the top left
+    d_bad = deletion(TopLeft(), x, ramp, targets=[0])  # points away from it
     assert d_good.faithfulness[0] > 0 > d_bad.faithfulness[0]
+
+
+def test_shift_source_reads_the_score_record():
+    from robusteval.explain.regen import shift_source
+
+    fly = "on the fly: decode pil, resize 256 (PIL bilinear) + center crop 224, perspective severity 3 "
+    rec = {"preprocess": fly + "(batched torch op on the device, seed 7); 224 crops ...; normalize"}
+    assert shift_source(rec) == shift_source(rec, seed=7) and shift_source(rec).label == "onthefly/torch"
+    assert shift_source(rec).seed == 7 and shift_source(rec, seed=3).seed == 3
+    imgaug = {"preprocess": fly + "(imgaug per image in decode workers, seed 0); ..."}
+    assert shift_source(imgaug).impl == "imgaug"
+    assert shift_source({"preprocess": "decode pil; 224 crops of the corrupt stage"}).kind == "tree"
 
 
 def test_methods_registry_is_complete():
