@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's robusteval
 
 FULL_MODELS = "mobilenet_v2,efficientnet_lite0,convnext_b,swin_b,vmamba_t,vmamba_b,clip_mamba_vmamba_t220"
 TINY_MODELS = "mobilenet_v2,timm:resnet18,vmamba_t"
