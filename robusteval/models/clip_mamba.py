@@ -251,6 +251,11 @@ def convert_clip_mamba(state_dict: dict[str, Tensor], *, module: nn.Module) -> d
     return select_released_weights(state_dict, prefer_ema=True)
 
 
+#: CAM target inside the zero-shot classifier (ZeroShotClassifier → ClipImageEncoder → tower), per
+#: tower kind; the VMamba tower's last stage is channel-last. SiMBA (tokens + class token) has none yet.
+CAM_LAYERS: dict[str, str] = {"vmamba": "image_encoder.visual.layers.3"}
+
+
 def _card(spec: ClipMambaSpec) -> ModelCard:
     return ModelCard(
         name=spec.name,
@@ -267,6 +272,8 @@ def _card(spec: ClipMambaSpec) -> ModelCard:
         paper_top1=spec.paper_zero_shot_top1,
         params_m=spec.tower_params_m,
         min_input_size=32,
+        cam_layer=CAM_LAYERS.get(spec.tower),
+        cam_layout="nhwc" if spec.tower in CAM_LAYERS else None,
         notes=(
             "zero-shot ImageNet classifier (CLIP-Mamba's 7 templates by default); paper_top1 is the "
             "paper's zero-shot ImageNet top-1; params_m counts the image tower"

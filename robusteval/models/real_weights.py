@@ -37,6 +37,8 @@ MOBILENET_V2 = ModelCard(
     paper_top1=71.878,
     params_m=3.504872,
     min_input_size=32,
+    cam_layer="features.18",  # last 1x1 conv + BN + ReLU6, 1280 x 7 x 7
+    cam_layout="nchw",
 )
 
 
@@ -69,6 +71,8 @@ EFFICIENTNET_LITE0 = ModelCard(
     params_m=4.652008,
     converter="key_order",
     min_input_size=32,
+    cam_layer="bn2",  # conv_head's BatchNormAct (ReLU6), 1280 x 7 x 7
+    cam_layout="nchw",
 )
 
 

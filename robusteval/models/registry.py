@@ -84,6 +84,12 @@ class ModelCard:
     converter: str | None = None  # name in CONVERTERS for official layouts that differ from the module
     prefer_ema: bool = False  # when a training dict holds both, load the EMA weights
     min_input_size: int | None = None  # smallest square input the architecture takes (fast tests)
+    # Class activation maps (robusteval explain): the module whose output the CAM methods weigh, as
+    # a dotted path inside the built module, and that output's layout: "nchw" (B, C, H, W), "nhwc"
+    # (B, H, W, C) or "tokens" (B, N, C; leading class tokens dropped, N made square). None: derived
+    # from timm's ``feature_info`` (last stage) and the output's shape, when the module has it.
+    cam_layer: str | None = None
+    cam_layout: str | None = None
 
 
 MODELS: Registry = Registry("model", list_command="robusteval list models")

@@ -26,11 +26,23 @@ PREFIX = "timm:"
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "swin_b": (
         "swin_base_patch4_window7_224.ms_in1k",
-        {"paper_top1": 83.5, "params_m": 87.77, "min_input_size": 224},
+        {
+            "paper_top1": 83.5,
+            "params_m": 87.77,
+            "min_input_size": 224,
+            "cam_layer": "layers.3",
+            "cam_layout": "nhwc",
+        },
     ),
     "convnext_b": (
         "convnext_base.fb_in1k",
-        {"paper_top1": 83.8, "params_m": 88.59, "min_input_size": 32},
+        {
+            "paper_top1": 83.8,
+            "params_m": 88.59,
+            "min_input_size": 32,
+            "cam_layer": "stages.3",
+            "cam_layout": "nchw",
+        },
     ),
     # ViT baselines of the low-shot transfer study (arXiv 2403.10696). Top-1: DeiT (Touvron et al.
     # 2021, Table 5) and DeiT III (Touvron et al. 2022, ImageNet-1k at 224 px).

@@ -505,6 +505,8 @@ def _build(name: str, *, scan_backend: str, overrides: dict[str, Any]) -> VMamba
         params_m=30.25,
         converter="vmamba",
         min_input_size=32,
+        cam_layer="layers.3",  # last stage, channel-last (B, H/32, W/32, C) between modules
+        cam_layout="nhwc",
     )
 )
 def vmamba_t(*, scan_backend: str = "auto", **overrides: Any) -> VMamba:
@@ -523,6 +525,8 @@ def vmamba_t(*, scan_backend: str = "auto", **overrides: Any) -> VMamba:
         params_m=50.15,
         converter="vmamba",
         min_input_size=32,
+        cam_layer="layers.3",  # last stage, channel-last (B, H/32, W/32, C) between modules
+        cam_layout="nhwc",
     )
 )
 def vmamba_s(*, scan_backend: str = "auto", **overrides: Any) -> VMamba:
@@ -541,6 +545,8 @@ def vmamba_s(*, scan_backend: str = "auto", **overrides: Any) -> VMamba:
         params_m=88.56,
         converter="vmamba",
         min_input_size=32,
+        cam_layer="layers.3",  # last stage, channel-last (B, H/32, W/32, C) between modules
+        cam_layout="nhwc",
     )
 )
 def vmamba_b(*, scan_backend: str = "auto", **overrides: Any) -> VMamba:

@@ -48,6 +48,7 @@ SECTIONS: Registry[SectionFn] = Registry("report section")
 #: One line per module that registers a section; a module not written yet is skipped.
 SECTION_MODULES: list[str] = [
     "robusteval.report.transfer_section",
+    "robusteval.report.explain_section",
 ]
 
 
