@@ -60,8 +60,21 @@ class SetSpec:
         return dict(self.levels[severity - 1])
 
     def spec_hash(self, severity: int) -> str:
-        """Hash of (op, params): changes whenever what the severity means changes."""
-        blob = json.dumps({"op": self.op, "params": self.params(severity)}, sort_keys=True)
+        """Hash of (op, params, variant): changes whenever what the severity means changes.
+
+        ``variant`` is what an op whose result depends on installed data says it uses (its
+        registered ``variant`` callable, e.g. frost's photographs vs procedural textures); ops
+        without one, and frost's procedural fallback, hash (op, params) as before.
+        """
+        from robusteval.corrupt.reference import OPS, load_ops
+
+        load_ops()
+        payload: dict[str, Any] = {"op": self.op, "params": self.params(severity)}
+        variant_fn = OPS.get(self.op).meta.get("variant") if self.op in OPS else None
+        variant = variant_fn() if variant_fn else None
+        if variant and variant != OPS.get(self.op).meta.get("legacy_variant"):
+            payload["variant"] = variant
+        blob = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def apply(self, image: np.ndarray, *, severity: int, seed: int) -> np.ndarray:

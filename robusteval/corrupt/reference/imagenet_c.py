@@ -28,6 +28,7 @@ Deviations from the reference, also in the TOML descriptions:
 from __future__ import annotations
 
 import io
+from functools import cache
 
 import numpy as np
 
@@ -183,15 +184,69 @@ def snow(
     return K.to_uint8(x + layer + np.rot90(layer, k=2))
 
 
-@OPS.register("c_frost", random=True, **_META)
-def frost(image: np.ndarray, *, seed: int, image_weight: float, frost_weight: float) -> np.ndarray:
-    """``image_weight·image + frost_weight·texture`` (0..255) with a random crop of one of five
-    procedural frost textures (see ``imagenet_c_frost``; the reference used photographs)."""
-    from robusteval.corrupt.reference.imagenet_c_frost import FROST_STYLES, frost_texture
+def frost_source() -> str:
+    """Which frost textures :func:`frost` blends: ``"photographs"`` (the reference's, from the
+    installed ``imagecorruptions`` package) or ``"procedural"`` (the stand-ins, when it is absent).
+    Part of the set's spec hash, so every record says which frost made it."""
+    return "photographs" if _frost_photographs() is not None else "procedural"
 
+
+@cache
+def _frost_photographs() -> tuple[np.ndarray, ...] | None:
+    """The reference's frost photographs frost1..frost5 (uint8 HWC RGB, decoded by OpenCV as the
+    reference's ``cv2.imread``), read from the installed ``imagecorruptions`` package data; None
+    (with one warning per process) when the package is not installed.
+
+    The folder is found with ``importlib.util.find_spec``, which locates the package without
+    running its ``__init__`` (imagecorruptions 1.1.2 imports ``pkg_resources`` there, which
+    setuptools no longer ships); the files are read as ``importlib.resources`` would.
+    """
+    import importlib.util
+    import warnings
+    from pathlib import Path
+
+    import cv2
+
+    spec = importlib.util.find_spec("imagecorruptions")
+    folder = Path(next(iter(spec.submodule_search_locations or []), "")) / "frost" if spec else None
+    names = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
+    if folder is None or not all((folder / n).is_file() for n in names):
+        warnings.warn(
+            "frost: `imagecorruptions` is not installed, so procedural textures stand in for the "
+            "reference's frost photographs (numbers not comparable; pip install 'robusteval[imagenet-c]')",
+            stacklevel=3,
+        )
+        return None
+    out = []
+    for n in names:
+        bgr = cv2.imdecode(np.frombuffer((folder / n).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+        rgb = np.ascontiguousarray(bgr[..., ::-1])
+        rgb.setflags(write=False)
+        out.append(rgb)
+    return tuple(out)
+
+
+@OPS.register("c_frost", random=True, variant=frost_source, legacy_variant="procedural", **_META)
+def frost(image: np.ndarray, *, seed: int, image_weight: float, frost_weight: float) -> np.ndarray:
+    """``image_weight·image + frost_weight·crop`` (0..255, clipped, truncated to uint8).
+
+    As the reference: draw the texture index from the first five (``randint(5)``; frost6 is never
+    used), then the crop origin ``top = randint(0, H_tex - h)``, ``left = randint(0, W_tex - w)``
+    of an ``h × w`` crop, unresized. The textures are the reference's photographs when the
+    ``imagenet-c`` extra (``imagecorruptions``) is installed, else the procedural stand-ins of
+    ``imagenet_c_frost`` (one warning; :func:`frost_source` goes into the spec hash). The reference
+    only handles 224 images (every texture is larger); for an image at least as large as a
+    texture, that texture is first enlarged bicubically to just exceed it (robusteval's rule).
+    """
     rng = np.random.RandomState(seed)
     h, w = image.shape[:2]
-    tex = frost_texture(int(rng.randint(len(FROST_STYLES))))
+    photos = _frost_photographs()
+    if photos is not None:
+        tex = photos[int(rng.randint(len(photos)))]
+    else:
+        from robusteval.corrupt.reference.imagenet_c_frost import FROST_STYLES, frost_texture
+
+        tex = frost_texture(int(rng.randint(len(FROST_STYLES))))
     if tex.shape[0] <= h or tex.shape[1] <= w:  # images larger than the textures: enlarge them
         from PIL import Image
 
