@@ -9,17 +9,20 @@ uint8 by truncation, as the reference's ``np.uint8(...)`` before saving.
 
 So an op seeded with ``s`` gives the bytes the reference gives after ``np.random.seed(s)``. That
 was checked offline on real 224 crops, all severities, against the reference script itself
-(ImageMagick 6.9 through Wand, current OpenCV/SciPy/Pillow): bit-identical for 17 ops. Impulse
-noise draws as the scikit-image of the time did (``random_sample < amount``, which is what its
-``np.random.choice`` did); today's scikit-image draws from its own generator. Frost differs by
-design: see below.
+(ImageMagick 6.9 through Wand, current OpenCV/SciPy/Pillow): bit-identical for 17 ops, and frost
+is tested against the reference formula (``tests/test_imagenet_c.py``). The limits:
 
-Deviations from the reference, also in the TOML descriptions:
-
-* motion blur (and the streaks of snow) re-implement ImageMagick's ``MotionBlurImage`` kernel and
-  its Q16 rounding in numpy instead of calling Wand (bit-identical in the check above);
-* frost blends procedural textures (``imagenet_c_frost``) with the sizes and colour statistics of
-  the reference photographs, which have no known licence;
+* impulse noise equals the original only with the scikit-image of 2018: it draws as that
+  version's ``random_noise`` did (``random_sample < amount``, i.e. its ``np.random.choice``);
+  today's scikit-image draws from its own generator, so its bytes differ (accuracy within noise);
+* snow and motion blur need ImageMagick-equivalent motion blur: they re-implement ImageMagick's
+  ``MotionBlurImage`` kernel and its Q16 rounding in numpy instead of calling Wand (bit-identical
+  to the original run with ImageMagick; imagecorruptions 1.1.2 uses its own kernel and differs);
+* elastic transform follows the original script; imagecorruptions 1.1.2 uses a different formula
+  and parameters (MobileNetV2 accuracy differs by about 20 points);
+* frost blends the reference's photographs when the ``imagenet-c`` extra (``imagecorruptions``,
+  which ships them as package data) is installed, else procedural textures (``imagenet_c_frost``;
+  a warning, and the spec hash says which);
 * glass blur replays the reference's sequential pixel moves on an index list (same result,
   about a thousand times faster);
 * the corrupt stage stores lossless PNG, while released ImageNet-C stores JPEG quality 85.
@@ -72,7 +75,8 @@ def shot_noise(image: np.ndarray, *, seed: int, photons: float) -> np.ndarray:
 @OPS.register("c_impulse_noise", random=True, **_META)
 def impulse_noise(image: np.ndarray, *, seed: int, amount: float) -> np.ndarray:
     """Salt and pepper per pixel *and channel* (skimage ``random_noise(mode='s&p')``): a fraction
-    ``amount`` of values is replaced, half by 0 and half by 255."""
+    ``amount`` of values is replaced, half by 0 and half by 255. Draws in the 2018 scikit-image
+    order (equal to the original only with that scikit-image; today's draws differ)."""
     rng = np.random.RandomState(seed)
     x = _float01(image)
     flipped = rng.random_sample(x.shape) < amount
@@ -126,7 +130,8 @@ def motion_blur(
     image: np.ndarray, *, seed: int, radius: float, sigma: float, angle: tuple[float, float]
 ) -> np.ndarray:
     """ImageMagick-style motion blur (one-sided Gaussian of ``sigma`` over ``2·ceil(radius)+1``
-    taps) along a direction drawn uniformly from ``angle`` = [lo, hi] degrees."""
+    taps) along a direction drawn uniformly from ``angle`` = [lo, hi] degrees. Equals the original
+    run with ImageMagick (Wand), not imagecorruptions' numpy kernel."""
     rng = np.random.RandomState(seed)
     theta = rng.uniform(angle[0], angle[1])
     return K.motion_blur_u8(image, radius=radius, sigma=sigma, angle_deg=theta)
@@ -166,7 +171,8 @@ def snow(
 ) -> np.ndarray:
     """Snow: N(loc, scale²) flakes, zoomed ×``zoom``, kept above ``threshold``, motion-blurred
     (ImageMagick kernel, direction U(angle)); the scene is whitened (``blend`` of the image, the rest
-    max(image, 1.5·grey + 0.5)) and the flake layer is added twice (as is and rotated 180°)."""
+    max(image, 1.5·grey + 0.5)) and the flake layer is added twice (as is and rotated 180°).
+    Equals the original run with ImageMagick's motion blur (re-implemented here in numpy)."""
     import cv2
 
     rng = np.random.RandomState(seed)
@@ -354,7 +360,8 @@ def elastic_transform(
     """Random affine (corner points of a centred square moved by U(±affine·scale_px)), then a
     smooth displacement field: uniform noise blurred by σ = sigma·scale_px (reflect, 3σ) times
     alpha·scale_px, sampled bilinearly. ``scale_px`` is 244 in the reference (its comment: "244
-    should have been 224, but ultimately nothing is incorrect")."""
+    should have been 224, but ultimately nothing is incorrect"). This is the original script's
+    formula; imagecorruptions 1.1.2 uses a different one (accuracy differs by about 20 points)."""
     import cv2
     from scipy.ndimage import map_coordinates
 
