@@ -55,6 +55,27 @@ def _eval_crop(path: Path) -> np.ndarray:
     return np.asarray(im.crop((16, 16, 240, 240)))
 
 
+def test_native_view_feeds_input_sized_images_as_they_are_and_never_crops() -> None:
+    from robusteval.datasets.ood import ood_sets
+    from robusteval.models.factory import create_model
+    from robusteval.score.preprocess import apply_view, make_view
+
+    data = create_model("mobilenet_v2", weights="none").card.data
+    view = make_view(data, mode="native")
+    x = torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8)
+    assert apply_view(x, view) is x  # 224 stimuli for a 224 model: untouched
+    wide = torch.zeros((1, 3, 200, 300), dtype=torch.uint8)
+    wide[..., :, :10] = 255  # a bright left edge survives: resized whole, not centre-cropped
+    out = apply_view(wide, view)
+    assert out.shape == (1, 3, 224, 224) and out[0, 0, 100, 0] > 200
+    assert make_view(data, mode="eval").describe() != view.describe()
+    assert "as model-vs-human" in view.describe() and "no crop" in view.describe()
+    assets = Path(__file__).resolve().parents[1] / "robusteval" / "assets" / "modelvshuman16"
+    if assets.is_dir():
+        assert {s.mode for s in ood_sets("mvh", assets)[0]} == {"native"}
+
+
+@pytest.mark.slow
 def test_16_class_decisions_equal_model_vs_humans_rule(mvh16: Path, tmp_path: Path) -> None:
     from PIL import Image
 
