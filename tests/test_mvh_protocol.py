@@ -100,6 +100,6 @@ def test_16_class_decisions_equal_model_vs_humans_rule(mvh16: Path, tmp_path: Pa
         assert images.shape[1:] == (224, 224, 3)
         want = _decisions(model, images, categories)
         assert np.array_equal(preds.top5[:, 0], want), int((preds.top5[:, 0] != want).sum())
-        # the rule matters: the ImageNet eval view (resize 256, crop 224) decides differently
-        cropped = _decisions(model, np.stack([_eval_crop(p) for p in paths]), categories)
-        assert (cropped != want).sum() >= 10
+        if rec["set"] == "mvh-edges":  # the rule matters: the ImageNet eval view decides differently
+            cropped = _decisions(model, np.stack([_eval_crop(p) for p in paths]), categories)
+            assert (cropped != want).sum() >= 10

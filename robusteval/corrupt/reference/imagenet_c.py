@@ -14,7 +14,7 @@ is tested against the reference formula (``tests/test_imagenet_c.py``). The limi
 
 * impulse noise equals the original only with the scikit-image of 2018: it draws as that
   version's ``random_noise`` did (``random_sample < amount``, i.e. its ``np.random.choice``);
-  today's scikit-image draws from its own generator, so its bytes differ (accuracy within noise);
+  today's scikit-image draws from its own generator, so its bytes and per-image outcomes differ;
 * snow and motion blur need ImageMagick-equivalent motion blur: they re-implement ImageMagick's
   ``MotionBlurImage`` kernel and its Q16 rounding in numpy instead of calling Wand (bit-identical
   to the original run with ImageMagick; imagecorruptions 1.1.2 uses its own kernel and differs);
