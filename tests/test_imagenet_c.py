@@ -252,3 +252,68 @@ def test_fog_plasma_is_normalised_and_seeded():
     assert np.array_equal(a, b)
     with pytest.raises(ValueError):
         K.plasma_fractal(np.random.RandomState(4), mapsize=100)
+
+
+def _reference_frost(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    """make_imagenet_c.py's frost for a 224 image, written out here from its description: global
+    numpy seeded with ``seed``; photograph index from the first five; BGR file via cv2.imread;
+    crop origin (row, col) = randint(0, H - 224), randint(0, W - 224); blend; np.uint8."""
+    import importlib.util
+
+    import cv2
+
+    weights = [(1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)][severity - 1]
+    folder = Path(importlib.util.find_spec("imagecorruptions").submodule_search_locations[0]) / "frost"
+    files = ["frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg"]
+    saved = np.random.get_state()
+    try:
+        np.random.seed(seed)
+        photo = cv2.imread(str(folder / files[np.random.randint(5)]))
+        r0 = np.random.randint(0, photo.shape[0] - 224)
+        c0 = np.random.randint(0, photo.shape[1] - 224)
+    finally:
+        np.random.set_state(saved)
+    crop = photo[r0 : r0 + 224, c0 : c0 + 224][..., [2, 1, 0]]
+    return np.uint8(np.clip(weights[0] * np.array(x) + weights[1] * crop, 0, 255))
+
+
+def test_frost_equals_the_reference_formula_with_the_photographs(real_crops):
+    import importlib.util
+
+    if importlib.util.find_spec("imagecorruptions") is None:
+        pytest.skip("imagecorruptions (the imagenet-c extra) is not installed")
+    from robusteval.corrupt.reference.imagenet_c import frost_source
+
+    assert frost_source() == "photographs"
+    spec = next(s for s in SETS if s.extra["folder"] == "frost")
+    for img in [*real_crops, SYNTH]:
+        for sev in spec.severities:
+            for seed in (0, 7, 123456):
+                want = _reference_frost(img, sev, seed)
+                assert np.array_equal(spec.apply(img, severity=sev, seed=seed), want), (sev, seed)
+
+
+def test_frost_fallback_warns_and_has_its_own_spec_hash(monkeypatch):
+    import hashlib
+    import importlib.util
+    import json
+
+    from robusteval.corrupt.reference import imagenet_c
+
+    spec = next(s for s in SETS if s.extra["folder"] == "frost")
+    plain = hashlib.sha256(
+        json.dumps({"op": spec.op, "params": spec.params(2)}, sort_keys=True).encode()
+    ).hexdigest()[:16]
+    installed = importlib.util.find_spec("imagecorruptions") is not None
+    with_photos = spec.spec_hash(2)
+    assert (with_photos != plain) is installed
+    reference = _reference_frost(SYNTH, 2, 3) if installed else None
+    with monkeypatch.context() as m:
+        m.setattr(importlib.util, "find_spec", lambda name, *a: None)
+        with pytest.warns(UserWarning, match="procedural textures"):
+            assert imagenet_c._frost_photographs.__wrapped__() is None
+    monkeypatch.setattr(imagenet_c, "_frost_photographs", lambda: None)
+    assert imagenet_c.frost_source() == "procedural"
+    assert spec.spec_hash(2) == plain  # the procedural frost keeps the hash older records carry
+    out = spec.apply(SYNTH, severity=2, seed=3)
+    assert out.shape == SYNTH.shape and (reference is None or not np.array_equal(out, reference))

@@ -64,8 +64,22 @@ class SetSpec:
         return dict(self.levels[severity - 1])
 
     def spec_hash(self, severity: int) -> str:
-        """Hash of (op, params): changes whenever what the severity means changes."""
-        blob = json.dumps({"op": self.op, "params": self.params(severity)}, sort_keys=True)
+        """Hash of (op, params, variant): changes whenever what the severity means changes.
+
+        ``variant`` is the op's registered ``variant`` (a string, or a callable for what depends on
+        installed data): what else decides the bytes, e.g. frost's photographs vs procedural
+        textures, or the parametric ops' uint8 truncation. Ops without one, and frost's
+        procedural fallback (its ``legacy_variant``), hash (op, params) as before.
+        """
+        from robusteval.corrupt.reference import OPS, load_ops
+
+        load_ops()
+        payload: dict[str, Any] = {"op": self.op, "params": self.params(severity)}
+        variant = OPS.get(self.op).meta.get("variant") if self.op in OPS else None
+        variant = variant() if callable(variant) else variant
+        if variant and variant != OPS.get(self.op).meta.get("legacy_variant"):
+            payload["variant"] = variant
+        blob = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def apply(self, image: np.ndarray, *, severity: int, seed: int) -> np.ndarray:

@@ -43,7 +43,8 @@ class OnTheFly:
 
 @dataclass
 class ScoreSet:
-    """Items scored together. ``mode``: ``eval`` (full preprocessing) or ``resize`` (224 crops)."""
+    """Items scored together. ``mode``: ``eval`` (full preprocessing), ``resize`` (224 crops) or
+    ``native`` (model-vs-human stimuli: unresized at the model's input size, no crop)."""
 
     name: str
     suite: str

@@ -89,7 +89,9 @@ def imagenetv2(root: Path) -> list[ScoreSet]:
     layout="<stimulus set>/<category>/*.png, or labels.csv (path,category,category_index)",
 )
 def modelvshuman(root: Path) -> list[ScoreSet]:
-    """model-vs-human 16-class stimuli: one set ``mvh-<name>`` per stimulus folder."""
+    """model-vs-human 16-class stimuli: one set ``mvh-<name>`` per stimulus folder, in the
+    ``native`` view (model-vs-human's rule: each stimulus unresized when it is already the model's
+    input size, else resized to it; never cropped)."""
     from robusteval.datasets.layouts import read_dataset
     from robusteval.datasets.sixteen import CATEGORIES16
 
@@ -126,9 +128,10 @@ def modelvshuman(root: Path) -> list[ScoreSet]:
                         )
     if not groups:
         raise UserError(f"--ood mvh={root}: no stimuli found", hint=OOD_SETS.get("mvh").meta["layout"])
+    # scored as model-vs-human scores them: no resize of 224 stimuli for a 224 model, no crop
     return [
         ScoreSet(name=f"mvh-{key}", suite="modelvshuman16", items=items, source_space="modelvshuman16",
-                 heads=[Head("modelvshuman16")], skips=list(skips))
+                 heads=[Head("modelvshuman16")], skips=list(skips), mode="native")
         for key, items in sorted(groups.items())
     ]  # fmt: skip
 

@@ -5,7 +5,8 @@ A :class:`View` is the geometry one model wants from one kind of set:
 - ``eval`` (clean JPEGs, OOD sets): resize the shorter side to ``floor(input_size / crop_pct)`` px,
   then center-crop ``input_size`` px, as in timm's and torchvision's eval transforms;
 - ``resize`` (corrupted 224 crops from the corrupt stage): resize to ``input_size`` x ``input_size``
-  (a no-op at 224) with no second crop.
+  (a no-op at 224) with no second crop;
+- ``native`` (model-vs-human's 16-class stimuli): see :func:`native_description`.
 
 Resizing is antialiased (PIL-like) and rounds back to uint8, so every model sees the pixels a
 PIL-based eval pipeline would give it. Models sharing a view share one resized batch.
@@ -18,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-MODES = ("eval", "resize")
+MODES = ("eval", "resize", "native")
 
 # torchvision's tensor resize has no lanczos/box/hamming; bicubic is the closest smooth kernel.
 _INTERP = {
@@ -42,6 +43,8 @@ class View:
 
     def describe(self) -> str:
         interp = f"{self.interpolation}, antialiased"
+        if self.mode == "native":
+            return native_description(self.size, interp)
         if self.mode == "eval" and self.squash:
             return f"resize to {self.resize_to}x{self.resize_to} ({interp}) + center crop {self.size}"
         if self.mode == "eval":
@@ -93,7 +96,7 @@ def _view_stack(x, view: View):
 
     interp = getattr(F.InterpolationMode, _INTERP[view.interpolation])
     h, w = x.shape[-2:]
-    if view.mode == "resize":
+    if view.mode in ("resize", "native"):
         if (h, w) == (view.size, view.size):
             return x
         return F.resize(x, [view.size, view.size], interpolation=interp, antialias=True)
@@ -102,6 +105,16 @@ def _view_stack(x, view: View):
     elif not view.squash and min(h, w) != view.resize_to:
         x = F.resize(x, [view.resize_to], interpolation=interp, antialias=True)
     return F.center_crop(x, [view.size, view.size])
+
+
+def native_description(size: int, interp: str) -> str:
+    """The ``native`` rule, as model-vs-human feeds its 224x224 stimuli (its ``datasets/base.py``:
+    no transform but normalisation when the images are 224): each image as it is when it is
+    already the model's ``size`` x ``size`` input, else resized to ``size`` x ``size``; never cropped."""
+    return (
+        f"as model-vs-human: stimuli unresized when already {size}x{size}, else resized to "
+        f"{size}x{size} ({interp}); no crop"
+    )
 
 
 def normalize(x, *, mean, std, channels_last: bool = False):

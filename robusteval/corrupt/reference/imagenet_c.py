@@ -9,17 +9,20 @@ uint8 by truncation, as the reference's ``np.uint8(...)`` before saving.
 
 So an op seeded with ``s`` gives the bytes the reference gives after ``np.random.seed(s)``. That
 was checked offline on real 224 crops, all severities, against the reference script itself
-(ImageMagick 6.9 through Wand, current OpenCV/SciPy/Pillow): bit-identical for 17 ops. Impulse
-noise draws as the scikit-image of the time did (``random_sample < amount``, which is what its
-``np.random.choice`` did); today's scikit-image draws from its own generator. Frost differs by
-design: see below.
+(ImageMagick 6.9 through Wand, current OpenCV/SciPy/Pillow): bit-identical for 17 ops, and frost
+is tested against the reference formula (``tests/test_imagenet_c.py``). The limits:
 
-Deviations from the reference, also in the TOML descriptions:
-
-* motion blur (and the streaks of snow) re-implement ImageMagick's ``MotionBlurImage`` kernel and
-  its Q16 rounding in numpy instead of calling Wand (bit-identical in the check above);
-* frost blends procedural textures (``imagenet_c_frost``) with the sizes and colour statistics of
-  the reference photographs, which have no known licence;
+* impulse noise equals the original only with the scikit-image of 2018: it draws as that
+  version's ``random_noise`` did (``random_sample < amount``, i.e. its ``np.random.choice``);
+  today's scikit-image draws from its own generator, so its bytes and per-image outcomes differ;
+* snow and motion blur need ImageMagick-equivalent motion blur: they re-implement ImageMagick's
+  ``MotionBlurImage`` kernel and its Q16 rounding in numpy instead of calling Wand (bit-identical
+  to the original run with ImageMagick; imagecorruptions 1.1.2 uses its own kernel and differs);
+* elastic transform follows the original script; imagecorruptions 1.1.2 uses a different formula
+  and parameters (MobileNetV2 accuracy differs by about 20 points);
+* frost blends the reference's photographs when the ``imagenet-c`` extra (``imagecorruptions``,
+  which ships them as package data) is installed, else procedural textures (``imagenet_c_frost``;
+  a warning, and the spec hash says which);
 * glass blur replays the reference's sequential pixel moves on an index list (same result,
   about a thousand times faster);
 * the corrupt stage stores lossless PNG, while released ImageNet-C stores JPEG quality 85.
@@ -28,6 +31,7 @@ Deviations from the reference, also in the TOML descriptions:
 from __future__ import annotations
 
 import io
+from functools import cache
 
 import numpy as np
 
@@ -71,7 +75,8 @@ def shot_noise(image: np.ndarray, *, seed: int, photons: float) -> np.ndarray:
 @OPS.register("c_impulse_noise", random=True, **_META)
 def impulse_noise(image: np.ndarray, *, seed: int, amount: float) -> np.ndarray:
     """Salt and pepper per pixel *and channel* (skimage ``random_noise(mode='s&p')``): a fraction
-    ``amount`` of values is replaced, half by 0 and half by 255."""
+    ``amount`` of values is replaced, half by 0 and half by 255. Draws in the 2018 scikit-image
+    order (equal to the original only with that scikit-image; today's draws differ)."""
     rng = np.random.RandomState(seed)
     x = _float01(image)
     flipped = rng.random_sample(x.shape) < amount
@@ -125,7 +130,8 @@ def motion_blur(
     image: np.ndarray, *, seed: int, radius: float, sigma: float, angle: tuple[float, float]
 ) -> np.ndarray:
     """ImageMagick-style motion blur (one-sided Gaussian of ``sigma`` over ``2·ceil(radius)+1``
-    taps) along a direction drawn uniformly from ``angle`` = [lo, hi] degrees."""
+    taps) along a direction drawn uniformly from ``angle`` = [lo, hi] degrees. Equals the original
+    run with ImageMagick (Wand), not imagecorruptions' numpy kernel."""
     rng = np.random.RandomState(seed)
     theta = rng.uniform(angle[0], angle[1])
     return K.motion_blur_u8(image, radius=radius, sigma=sigma, angle_deg=theta)
@@ -165,7 +171,8 @@ def snow(
 ) -> np.ndarray:
     """Snow: N(loc, scale²) flakes, zoomed ×``zoom``, kept above ``threshold``, motion-blurred
     (ImageMagick kernel, direction U(angle)); the scene is whitened (``blend`` of the image, the rest
-    max(image, 1.5·grey + 0.5)) and the flake layer is added twice (as is and rotated 180°)."""
+    max(image, 1.5·grey + 0.5)) and the flake layer is added twice (as is and rotated 180°).
+    Equals the original run with ImageMagick's motion blur (re-implemented here in numpy)."""
     import cv2
 
     rng = np.random.RandomState(seed)
@@ -183,15 +190,69 @@ def snow(
     return K.to_uint8(x + layer + np.rot90(layer, k=2))
 
 
-@OPS.register("c_frost", random=True, **_META)
-def frost(image: np.ndarray, *, seed: int, image_weight: float, frost_weight: float) -> np.ndarray:
-    """``image_weight·image + frost_weight·texture`` (0..255) with a random crop of one of five
-    procedural frost textures (see ``imagenet_c_frost``; the reference used photographs)."""
-    from robusteval.corrupt.reference.imagenet_c_frost import FROST_STYLES, frost_texture
+def frost_source() -> str:
+    """Which frost textures :func:`frost` blends: ``"photographs"`` (the reference's, from the
+    installed ``imagecorruptions`` package) or ``"procedural"`` (the stand-ins, when it is absent).
+    Part of the set's spec hash, so every record says which frost made it."""
+    return "photographs" if _frost_photographs() is not None else "procedural"
 
+
+@cache
+def _frost_photographs() -> tuple[np.ndarray, ...] | None:
+    """The reference's frost photographs frost1..frost5 (uint8 HWC RGB, decoded by OpenCV as the
+    reference's ``cv2.imread``), read from the installed ``imagecorruptions`` package data; None
+    (with one warning per process) when the package is not installed.
+
+    The folder is found with ``importlib.util.find_spec``, which locates the package without
+    running its ``__init__`` (imagecorruptions 1.1.2 imports ``pkg_resources`` there, which
+    setuptools no longer ships); the files are read as ``importlib.resources`` would.
+    """
+    import importlib.util
+    import warnings
+    from pathlib import Path
+
+    import cv2
+
+    spec = importlib.util.find_spec("imagecorruptions")
+    folder = Path(next(iter(spec.submodule_search_locations or []), "")) / "frost" if spec else None
+    names = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
+    if folder is None or not all((folder / n).is_file() for n in names):
+        warnings.warn(
+            "frost: `imagecorruptions` is not installed, so procedural textures stand in for the "
+            "reference's frost photographs (numbers not comparable; pip install 'robusteval[imagenet-c]')",
+            stacklevel=3,
+        )
+        return None
+    out = []
+    for n in names:
+        bgr = cv2.imdecode(np.frombuffer((folder / n).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+        rgb = np.ascontiguousarray(bgr[..., ::-1])
+        rgb.setflags(write=False)
+        out.append(rgb)
+    return tuple(out)
+
+
+@OPS.register("c_frost", random=True, variant=frost_source, legacy_variant="procedural", **_META)
+def frost(image: np.ndarray, *, seed: int, image_weight: float, frost_weight: float) -> np.ndarray:
+    """``image_weight·image + frost_weight·crop`` (0..255, clipped, truncated to uint8).
+
+    As the reference: draw the texture index from the first five (``randint(5)``; frost6 is never
+    used), then the crop origin ``top = randint(0, H_tex - h)``, ``left = randint(0, W_tex - w)``
+    of an ``h × w`` crop, unresized. The textures are the reference's photographs when the
+    ``imagenet-c`` extra (``imagecorruptions``) is installed, else the procedural stand-ins of
+    ``imagenet_c_frost`` (one warning; :func:`frost_source` goes into the spec hash). The reference
+    only handles 224 images (every texture is larger); for an image at least as large as a
+    texture, that texture is first enlarged bicubically to just exceed it (robusteval's rule).
+    """
     rng = np.random.RandomState(seed)
     h, w = image.shape[:2]
-    tex = frost_texture(int(rng.randint(len(FROST_STYLES))))
+    photos = _frost_photographs()
+    if photos is not None:
+        tex = photos[int(rng.randint(len(photos)))]
+    else:
+        from robusteval.corrupt.reference.imagenet_c_frost import FROST_STYLES, frost_texture
+
+        tex = frost_texture(int(rng.randint(len(FROST_STYLES))))
     if tex.shape[0] <= h or tex.shape[1] <= w:  # images larger than the textures: enlarge them
         from PIL import Image
 
@@ -299,7 +360,8 @@ def elastic_transform(
     """Random affine (corner points of a centred square moved by U(±affine·scale_px)), then a
     smooth displacement field: uniform noise blurred by σ = sigma·scale_px (reflect, 3σ) times
     alpha·scale_px, sampled bilinearly. ``scale_px`` is 244 in the reference (its comment: "244
-    should have been 224, but ultimately nothing is incorrect")."""
+    should have been 224, but ultimately nothing is incorrect"). This is the original script's
+    formula; imagecorruptions 1.1.2 uses a different one (accuracy differs by about 20 points)."""
     import cv2
     from scipy.ndimage import map_coordinates
 

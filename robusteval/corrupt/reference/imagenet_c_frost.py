@@ -1,7 +1,9 @@
-"""Procedural frost textures for the ImageNet-C ``frost`` corruption.
+"""Procedural frost textures: the fallback of the ImageNet-C ``frost`` corruption.
 
-The reference blends crops of five photographs of frosted glass whose licence is unknown, so
-robusteval cannot ship them. Instead each texture here is drawn from a fixed seed: fern-like ice
+The reference blends crops of five photographs of frosted glass. robusteval does not ship them;
+``frost`` reads them from the installed ``imagecorruptions`` package (the ``imagenet-c`` extra)
+and uses these textures only when it is absent (with a warning and its own spec hash). Each
+texture here is drawn from a fixed seed: fern-like ice
 dendrites (a stem with side branches at about ±60° that shorten towards the tip, as in frost
 crystals) over hazy, low-frequency "glass", tinted and scaled so that every texture has the size
 and the per-channel mean and spread (RGB, 0..255) of the photograph it stands in for. Those

@@ -5,8 +5,13 @@ parametric datasets): images are floats in [0, 1]; grey = 0.2125 R + 0.7154 G + 
 (scikit-image's ``rgb2gray``); background grey 0.4423 (their mean pixel value); every result is
 clipped to [0, 1]. Greyscale results are replicated to three channels.
 
-Rounding to uint8 is ``floor(255 x + 0.5)`` of the clipped value, which is what their
-``toimage(..., cmin=0, cmax=1)`` save step does.
+Floats become uint8 by truncation, ``(255 x).astype(uint8)`` of the clipped value, as upstream's
+``save_img`` does (robusteval rounded to nearest before; every op's spec hash carries the
+``uint8-truncate`` variant since, so older records are told apart).
+
+Power equalisation and false colour use upstream's measured data, shipped unchanged as package
+data with its CC BY 4.0 licence (``robusteval/assets/generalisation_humans_dnns/``): the stimuli's
+mean amplitude spectrum and the monitor's measured gamma curve.
 
 Every op takes the level's ``value`` (the number reports plot, named by the set's
 ``level_label``) plus any fixed settings of the set. Ops are ``op(image, *, seed, **params)`` on
@@ -17,11 +22,14 @@ uint8 HWC RGB; only uniform noise and phase scrambling use ``seed``
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 
 from robusteval.corrupt.reference import OPS
 
+#: in every op's spec hash: results are truncated to uint8 as upstream's save_img
+QUANTISE = "uint8-truncate"
 GREY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])
 BG_GREY = 0.4423
 
@@ -39,8 +47,9 @@ def to_grey(image: np.ndarray) -> np.ndarray:
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
-    """Float image in [0, 1] (HW grey or HWC RGB) -> uint8 HWC RGB: clip, ``floor(255 x + 0.5)``."""
-    out = np.floor(np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    """Float image in [0, 1] (HW grey or HWC RGB) -> uint8 HWC RGB: clip, ``(255 x).astype(uint8)``
+    (truncation, as upstream's ``save_img``)."""
+    out = (np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
     if out.ndim == 2:
         out = np.repeat(out[:, :, None], 3, axis=2)
     return np.ascontiguousarray(out)
@@ -58,13 +67,13 @@ def _grey_contrast(grey: np.ndarray, contrast: float) -> np.ndarray:
     return (1.0 - contrast) / 2.0 + grey * contrast
 
 
-@OPS.register("mvh_low_pass", random=False)
+@OPS.register("mvh_low_pass", random=False, variant=QUANTISE)
 def low_pass(image: np.ndarray, *, seed: int, value: float) -> np.ndarray:
     """Grey image blurred by a Gaussian of std ``value`` px (constant border 0.4423); 0: grey only."""
     return to_uint8(_gaussian(to_grey(image), float(value)))
 
 
-@OPS.register("mvh_high_pass", random=False)
+@OPS.register("mvh_high_pass", random=False, variant=QUANTISE)
 def high_pass(image: np.ndarray, *, seed: int, value: float | str) -> np.ndarray:
     """Grey minus its Gaussian low-pass (std ``value`` px), re-centred on mean 0.4423.
 
@@ -78,13 +87,13 @@ def high_pass(image: np.ndarray, *, seed: int, value: float | str) -> np.ndarray
     return to_uint8(detail + (BG_GREY - detail.mean()))
 
 
-@OPS.register("mvh_contrast", random=False)
+@OPS.register("mvh_contrast", random=False, variant=QUANTISE)
 def contrast(image: np.ndarray, *, seed: int, value: float) -> np.ndarray:
     """Grey image at contrast ``value`` in [0, 1]: ``(1 - c) / 2 + c * grey``."""
     return to_uint8(_grey_contrast(to_grey(image), float(value)))
 
 
-@OPS.register("mvh_uniform_noise", random=True)
+@OPS.register("mvh_uniform_noise", random=True, variant=QUANTISE)
 def uniform_noise(image: np.ndarray, *, seed: int, value: float, contrast: float = 0.3) -> np.ndarray:
     """Grey image at ``contrast``, plus per-pixel noise ``U(-value, value)`` (seeded), clipped."""
     grey = _grey_contrast(to_grey(image), float(contrast))
@@ -101,7 +110,7 @@ def _ifft_centred(spectrum: np.ndarray) -> np.ndarray:
     return np.fft.ifft2(np.fft.ifftshift(spectrum)).real
 
 
-@OPS.register("mvh_phase_scrambling", random=True)
+@OPS.register("mvh_phase_scrambling", random=True, variant=QUANTISE)
 def phase_scrambling(image: np.ndarray, *, seed: int, value: float) -> np.ndarray:
     """Grey image with Fourier phases shifted by ``U(-value, value)`` degrees (seeded).
 
@@ -125,41 +134,41 @@ def phase_scrambling(image: np.ndarray, *, seed: int, value: float) -> np.ndarra
     return to_uint8(_ifft_centred(amplitude * np.exp(1j * phase)))
 
 
-def power_law_amplitude(shape: tuple[int, int], *, slope: float, amplitude: float, mean: float) -> np.ndarray:
-    """Centred amplitude spectrum ``A = amplitude * sqrt(H W) * f^-slope`` (f in cycles/pixel).
+@cache
+def measured(name: str) -> np.ndarray:
+    """Upstream's measured array ``name`` (``mean_power_spectrum_grey`` or ``x_gamma_function``),
+    float64, read-only, from the package data (see its NOTICE.md)."""
+    import io
+    from importlib import resources
 
-    The DC term is ``mean * H * W``, so an image with this spectrum has mean ``mean``.
-    """
-    h, w = shape
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.fftfreq(w)[None, :]
-    radius = np.hypot(fy, fx)
-    radius[0, 0] = 1.0
-    amp = amplitude * math.sqrt(h * w) * radius ** (-slope)
-    amp[0, 0] = mean * h * w
-    return np.fft.fftshift(amp)
+    blob = (
+        resources.files("robusteval").joinpath(f"assets/generalisation_humans_dnns/{name}.npy").read_bytes()
+    )
+    arr = np.load(io.BytesIO(blob), allow_pickle=False)
+    arr.setflags(write=False)
+    return arr
 
 
-@OPS.register("mvh_power_equalisation", random=False)
-def power_equalisation(
-    image: np.ndarray, *, seed: int, value: int, slope: float, amplitude: float, mean: float
-) -> np.ndarray:
-    """``value`` 0: grey image; 1: grey image's phases with a fixed average amplitude spectrum.
+@OPS.register("mvh_power_equalisation", random=False, variant=QUANTISE)
+def power_equalisation(image: np.ndarray, *, seed: int, value: int) -> np.ndarray:
+    """``value`` 0: grey image; 1: the grey image's Fourier phases with upstream's measured mean
+    amplitude spectrum (centred, 224x224), real part of the inverse transform, clipped.
 
-    Upstream uses the mean amplitude spectrum of its stimuli (a 224x224 array file); here that
-    average is the radial power law of :func:`power_law_amplitude`, whose ``slope``,
-    ``amplitude`` and ``mean`` the set spec fits to that file
-    (``scripts/tools/check_ladders.py --fit-spectrum --spectrum-npy FILE``).
+    Only for 224x224 images, the size of the measured spectrum (the corrupt stage's crops).
     """
     grey = to_grey(image)
     if int(value) == 0:
         return to_uint8(grey)
+    spectrum = measured("mean_power_spectrum_grey")
+    if grey.shape != spectrum.shape:
+        raise ValueError(
+            f"power equalisation needs {spectrum.shape} images (the measured spectrum's size), got {grey.shape}"
+        )
     phase = np.angle(_fft_centred(grey))
-    target = power_law_amplitude(grey.shape, slope=float(slope), amplitude=float(amplitude), mean=float(mean))
-    return to_uint8(_ifft_centred(target * np.exp(1j * phase)))
+    return to_uint8(_ifft_centred(spectrum * np.exp(1j * phase)))
 
 
-@OPS.register("mvh_rotation", random=False)
+@OPS.register("mvh_rotation", random=False, variant=QUANTISE)
 def rotation(image: np.ndarray, *, seed: int, value: int) -> np.ndarray:
     """Grey image rotated counter-clockwise by ``value`` in {0, 90, 180, 270} degrees."""
     degrees = int(value)
@@ -198,18 +207,18 @@ def _nearest_index(values: np.ndarray, table: np.ndarray) -> np.ndarray:
     return np.where(take_lo, lo, hi)
 
 
-@OPS.register("mvh_false_colour", random=False)
-def false_colour(image: np.ndarray, *, seed: int, value: int, gamma: float) -> np.ndarray:
+@OPS.register("mvh_false_colour", random=False, variant=QUANTISE)
+def false_colour(image: np.ndarray, *, seed: int, value: int) -> np.ndarray:
     """``value`` 0: the colour image; 1: opponent colours (L-M and S-(L+M) axes negated in DKL).
 
-    Upstream linearises with its measured monitor curve (a 256-entry array file); here the
-    curve is ``(i / 255) ** gamma``, with ``gamma`` fitted to that curve by the set spec. As upstream, linear values are clipped to [0, 1] and mapped back to
-    the nearest of the 256 curve values.
+    As upstream: each 8-bit value is linearised by the measured monitor curve
+    (``x_gamma_function``), the result clipped to [0, 1] and mapped back to the index of the
+    nearest curve value (ties: the lower index), which is the output's 8-bit value.
     """
     to_float(image)  # validates the input
     if int(value) == 0:
         return np.ascontiguousarray(image.copy())
-    curve = (np.arange(256) / 255.0) ** float(gamma)
+    curve = measured("x_gamma_function").ravel()
     linear = curve[image]
     dkl = (linear @ _CONES.T - _CONE_WHITE) @ _DKL.T
     dkl[..., 1:] *= -1.0
@@ -218,7 +227,7 @@ def false_colour(image: np.ndarray, *, seed: int, value: int, gamma: float) -> n
     return _nearest_index(rgb, curve).astype(np.uint8)
 
 
-@OPS.register("mvh_colour", random=False)
+@OPS.register("mvh_colour", random=False, variant=QUANTISE)
 def colour(image: np.ndarray, *, seed: int, value: int) -> np.ndarray:
     """``value`` 0: the colour image unchanged; 1: greyscale (rgb2gray, replicated)."""
     grey = to_grey(image)
