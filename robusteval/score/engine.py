@@ -24,6 +24,7 @@ import numpy as np
 from robusteval.datasets.items import Head, ScoreSet
 from robusteval.devices import device_label, device_versions, host_to_device, resolve_device
 from robusteval.errors import UserError
+from robusteval.jsonl import writable_dir
 from robusteval.runs import SCHEMA, Preds, RunStore, cell_id
 from robusteval.score.loader import iter_batches
 from robusteval.score.runner import AMP_MODES, ResidentModel, default_amp
@@ -176,12 +177,14 @@ def run_score(
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     on_message: Callable[[str], None] | None = None,
+    on_cell: Callable[[dict[str, Any]], None] | None = None,
 ) -> ScoreSummary:
     """Score ``req.models`` on every requested set; resumable per cell. Returns what was written.
 
     ``on_total(n)`` is called once with the number of images the remaining passes decode;
     ``progress(n)`` with the images just finished; ``on_message(line)`` with one-line notes (skipped
-    images, cells reused from an earlier run, CUDA OOM step-downs).
+    images, cells reused from an earlier run, CUDA OOM step-downs); ``on_cell(record)`` with each
+    cell's record as soon as it is written.
     """
     import torch
 
@@ -207,28 +210,39 @@ def run_score(
     amp = req.amp or default_amp(device)
     if amp not in AMP_MODES:
         raise UserError(f"--amp {amp!r}: expected one of {', '.join(AMP_MODES)}")
+    store = RunStore(req.runs_dir, req.run)  # a bad run name fails before the sets are read
     sets = build_sets(req, notify=notify)
-    store = RunStore(req.runs_dir, req.run)
+    writable_dir(req.runs_dir, option="--runs-dir")
     summary = ScoreSummary(run_dir=store.dir)
     with store.lock():
         finished = store.finished()
         passes, planned = [], set()
+        stale: list[str] = []
         for s in sets:
             cells = []
+            identity = s.identity()
             for model in req.models:
                 for head in s.heads:
                     cid = cell_id(
                         model=model, set_name=s.name, severity=s.severity, label_space=head.label_space
                     )
-                    if cid in finished:
+                    old = finished.get(cid)
+                    if old is not None and old.get("data_sha256") == identity:
                         summary.reused += 1
                     elif cid not in planned:  # e.g. a tree set also asked for on the fly: score it once
+                        if old is not None:
+                            stale.append(f"{cid} (n={old.get('n')} then, {len(s.items)} images now)")
                         planned.add(cid)
                         cells.append(_Cell(model, head, cid))
             if cells:
                 passes.append(_Pass(s, cells))
         if summary.reused:
             notify(f"{summary.reused} cells already finished in run {req.run!r}; skipping them")
+        if stale:
+            notify(
+                f"{len(stale)} finished cell(s) measured other images (different --data, --sets, sample "
+                f"or seed); re-scoring them: {', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''}"
+            )
         if not passes:
             summary.seconds = time.perf_counter() - t0
             return summary
@@ -245,7 +259,8 @@ def run_score(
                 ctx = _Context(
                     req=req, store=store, device=device, amp=amp, models=models, notify=notify,
                     progress=progress or (lambda n: None), summary=summary, versions=device_versions(device),
-                    device_label=device_label(device),
+                    device_label=device_label(device), on_cell=on_cell or (lambda rec: None),
+                    identity={id(p.set): p.set.identity() for p in passes},
                 )  # fmt: skip
                 _execute(passes, batches, ctx)
         finally:
@@ -356,6 +371,8 @@ class _Context:
     summary: ScoreSummary
     versions: dict[str, str]
     device_label: str
+    on_cell: Callable[[dict], None] = lambda rec: None
+    identity: dict = field(default_factory=dict)  # id(set) → ScoreSet.identity()
     warned: set = field(default_factory=set)
     cache: list = field(default_factory=list)  # [(positions, uint8 NCHW, skips)] clean 224 crops
 
@@ -511,9 +528,11 @@ def _write_cell(c: _Cell, p: _Pass, acc: _Acc, *, skips, members, decoders, seco
         "ece": metrics["ece"], "seconds": round(seconds, 3),
         "img_per_s": round(n_images / seconds, 2) if seconds > 0 else None, "skips": head_skips,
         "preprocess": _preprocess_text(p, model, decoders), "data_config": loaded.card.data.as_dict(),
-        "weights": dict(loaded.weights), "spec_hash": s.spec_hash, "versions": ctx.versions,
+        "weights": dict(loaded.weights), "spec_hash": s.spec_hash, "data_sha256": ctx.identity[id(s)],
+        "versions": ctx.versions,
         "device": ctx.device_label, "amp": ctx.amp, "batch_size": model.min_chunk,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "preds": f"preds/{c.id}.npz",
     }  # fmt: skip
     ctx.store.append(record, preds)
     ctx.summary.written.append(record)
+    ctx.on_cell(record)
