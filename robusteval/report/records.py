@@ -154,9 +154,12 @@ def parse_records(lines: Iterable[str], *, source: str) -> list[dict[str, Any]]:
     by_cell: dict[str, dict[str, Any]] = {}
     garbage: list[int] = []
     for i, line in enumerate(lines, 1):
-        line = line.strip("\x00 \t\r\n")  # NUL padding a crash can leave around a record
-        if not line:
+        text = line.strip("\x00 \t\r\n")  # NUL padding a crash can leave around a record
+        if not text:
+            if line.strip(" \t\r\n"):  # a line of only NULs
+                garbage.append(i)
             continue
+        line = text
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
