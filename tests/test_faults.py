@@ -223,9 +223,11 @@ def test_second_corrupt_on_one_out_is_refused(tmp_path):
     data = _csv_data(tmp_path / "data", 2)
     out = tmp_path / "out"
     out.mkdir()
-    with dir_lock(out, busy="held", hint="by the test"):
-        with pytest.raises(UserError, match="is being written by another `robusteval corrupt`"):
-            run_corrupt(data=data, out=out, transforms=["fliplr"], workers=1)
+    with (
+        dir_lock(out, busy="held", hint="by the test"),
+        pytest.raises(UserError, match="is being written by another `robusteval corrupt`"),
+    ):
+        run_corrupt(data=data, out=out, transforms=["fliplr"], workers=1)
     assert not (out / "manifest.jsonl").exists()
     assert run_corrupt(data=data, out=out, transforms=["fliplr"], workers=1).written == 2
 
