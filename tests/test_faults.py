@@ -434,3 +434,20 @@ def test_plain_progress_lines():
 
     line = plain_progress_line("score r", 640, 1280, unit="img", seconds=20.0)
     assert line == "score r: 640/1280 img (50%), 32.0 img/s, eta 20 s"
+
+
+def test_demo_sh_resolves_relative_paths_from_the_callers_folder(tmp_path):
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3").write_text('#!/usr/bin/env bash\necho "$@" >> "$LOG"\n')
+    (fake / "python3").chmod(0o755)
+    caller = tmp_path / "here"
+    caller.mkdir()
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "LOG": str(tmp_path / "log")}
+    subprocess.run(["bash", str(repo / "scripts/demo.sh"), "--data", "val", "--out=res", "--severity", "2"],
+                   cwd=caller, env=env, check=True)  # fmt: skip
+    last = (tmp_path / "log").read_text().splitlines()[-1]
+    assert last == f"-m robusteval demo --data {caller}/val --out={caller}/res --severity 2"
