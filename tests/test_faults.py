@@ -451,3 +451,34 @@ def test_demo_sh_resolves_relative_paths_from_the_callers_folder(tmp_path):
                    cwd=caller, env=env, check=True)  # fmt: skip
     last = (tmp_path / "log").read_text().splitlines()[-1]
     assert last == f"-m robusteval demo --data {caller}/val --out={caller}/res --severity 2"
+
+
+@pytest.mark.slow  # loads mobilenet_v2 and scores three times
+def test_score_cells_are_keyed_by_the_data_they_measured(tmp_path):
+    from robusteval.score.engine import ScoreRequest, run_score
+
+    data = _csv_data(tmp_path / "data", 4)
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "labels.csv").write_text(
+        "path,class_index\n" + "".join(f"{data}/im{i}.png,{i % 3}\n" for i in (0, 1))
+    )
+    seen: list[tuple[str, bool]] = []
+    store = RunStore(tmp_path / "runs", "r")
+
+    def on_cell(rec):  # called as each cell is written, not at the end
+        seen.append((rec["cell"], rec["cell"] in store.finished()))
+
+    req = dict(models=["mobilenet_v2"], run="r", runs_dir=tmp_path / "runs", batch_size=4, workers=0)
+    try:
+        first = run_score(ScoreRequest(data=data, **req), on_cell=on_cell)
+    except UserError as err:
+        pytest.skip(f"mobilenet_v2 weights not available: {err}")
+    assert [r["n"] for r in first.written] == [4] and seen == [(first.written[0]["cell"], True)]
+    notes: list[str] = []
+    again = run_score(ScoreRequest(data=data, **req), on_message=notes.append)
+    assert again.reused == 1 and not again.written
+    other = run_score(ScoreRequest(data=small, **req), on_message=notes.append)
+    assert [r["n"] for r in other.written] == [2] and other.reused == 0
+    assert any("measured other images" in n and "n=4 then, 2 images now" in n for n in notes)
+    assert store.finished()[first.written[0]["cell"]]["n"] == 2

@@ -8,6 +8,7 @@ the manifest and the files agree is finished, so a killed run resumes to identic
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 import time
@@ -312,21 +313,44 @@ def _map(plan, *, out: Path, seed: int, workers: int | None, failures: list[str]
             yield result
         return
     pool = ProcessPoolExecutor(max_workers=n, initializer=die_with_parent, initargs=(os.getpid(),))
+    todo = iter(plan)
+    window: collections.deque = collections.deque()
+    stop = False  # after the first failure nothing new is submitted
+
+    def fill() -> None:
+        nonlocal stop
+        while not stop and len(window) < IN_FLIGHT_PER_WORKER * n:
+            item = next(todo, None)
+            if item is None:
+                return
+            try:
+                window.append(pool.submit(_process_image, item[0], item[1], str(out), seed))
+            except Exception as err:  # noqa: BLE001 - a worker died: the pool takes no more work
+                failures.append(_one_line(err))
+                stop = True
+
     try:
-        futures = [pool.submit(_process_image, s, t, str(out), seed) for s, t in plan]
-        for fut in futures:
+        fill()
+        while window:
+            fut = window.popleft()
             if fut.cancelled():
                 continue
             try:
                 result = fut.result()
             except Exception as err:  # noqa: BLE001 - reported as one line after recording the rest
                 failures.append(_one_line(err))
-                for other in futures:
+                stop = True
+                for other in window:
                     other.cancel()
                 continue
             yield result
+            fill()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: Images submitted ahead per worker: keeps the workers busy without queueing the whole plan.
+IN_FLIGHT_PER_WORKER = 4
 
 
 def _one_line(err: BaseException) -> str:
