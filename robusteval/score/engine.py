@@ -262,16 +262,15 @@ def run_score(
                     device_label=device_label(device), on_cell=on_cell or (lambda rec: None),
                     identity={id(p.set): p.set.identity() for p in passes},
                 )  # fmt: skip
-                try:
-                    _execute(passes, batches, ctx)
-                except RuntimeError as err:
-                    if "DataLoader worker" not in str(err):
-                        raise
-                    raise UserError(
-                        f"a decode worker died ({str(err).splitlines()[0]}); "
-                        f"the {len(summary.written)} cells finished in this call are kept",
-                        hint="re-run the same command to resume",
-                    ) from None
+                _execute(passes, batches, ctx)
+        except RuntimeError as err:  # torch's SIGCHLD handler raises this anywhere once a worker dies
+            if "DataLoader worker" not in str(err):
+                raise
+            raise UserError(
+                f"a decode worker died ({str(err).splitlines()[0].strip()}); "
+                f"the {len(summary.written)} cells finished in this call are kept",
+                hint="re-run the same command to resume",
+            ) from None
         finally:
             batches.close()  # stops the decode workers now, not at garbage collection
     summary.seconds = time.perf_counter() - t0
