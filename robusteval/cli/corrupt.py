@@ -73,5 +73,6 @@ def corrupt(
         f"[bold green]done[/] {summary.n_images} images × \\[{sets}] → {escape(str(summary.out))}: "
         f"{summary.written} written, {summary.reused} already done, {summary.replaced} rewritten "
         f"(other seed/spec/source), {len(summary.skips)} skipped, "
-        f"{summary.seconds:.1f} s ({summary.images_per_s:.1f} img/s)"
+        f"{summary.seconds:.1f} s ({summary.images_per_s:.1f} img/s)",
+        soft_wrap=True,
     )

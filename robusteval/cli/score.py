@@ -146,5 +146,6 @@ def score(
                 bar["ctx"].__exit__(None, None, None)
     console.print(
         f"[bold green]done[/] {len(summary.written)} cells written, {summary.reused} already finished, "
-        f"{summary.skipped_images} images skipped, {summary.seconds:.1f} s → {escape(str(summary.run_dir))}"
+        f"{summary.skipped_images} images skipped, {summary.seconds:.1f} s → {escape(str(summary.run_dir))}",
+        soft_wrap=True,
     )
