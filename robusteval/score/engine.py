@@ -186,10 +186,12 @@ def run_score(
     images, cells reused from an earlier run, CUDA OOM step-downs); ``on_cell(record)`` with each
     cell's record as soon as it is written.
     """
-    import torch
-
     t0 = time.perf_counter()
     notify = on_message or (lambda msg: None)
+    store = RunStore(req.runs_dir, req.run)  # a bad run name or --runs-dir fails before anything loads
+    writable_dir(req.runs_dir, option="--runs-dir")
+    import torch
+
     if not req.models:
         raise UserError("no models given", hint="pass --models NAME (see `robusteval list models`)")
     if len(set(req.models)) != len(req.models):
@@ -210,9 +212,7 @@ def run_score(
     amp = req.amp or default_amp(device)
     if amp not in AMP_MODES:
         raise UserError(f"--amp {amp!r}: expected one of {', '.join(AMP_MODES)}")
-    store = RunStore(req.runs_dir, req.run)  # a bad run name fails before the sets are read
     sets = build_sets(req, notify=notify)
-    writable_dir(req.runs_dir, option="--runs-dir")
     summary = ScoreSummary(run_dir=store.dir)
     with store.lock():
         finished = store.finished()
