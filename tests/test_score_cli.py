@@ -28,7 +28,7 @@ MODEL = "mobilenet_v2"
 RECORD_KEYS = {
     "schema", "run", "cell", "model", "set", "suite", "severity", "params", "label_space", "subset", "n",
     "top1", "top5", "ece", "seconds", "img_per_s", "skips", "preprocess", "data_config", "weights",
-    "spec_hash", "versions", "device", "amp", "batch_size", "created", "preds",
+    "spec_hash", "data_sha256", "versions", "device", "amp", "batch_size", "created", "preds",
 }  # fmt: skip
 
 
