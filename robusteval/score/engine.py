@@ -218,6 +218,7 @@ def run_score(
         finished = store.finished()
         passes, planned = [], set()
         stale: list[str] = []
+        matched: set[str] = set()  # finished cells reused in this call
         for s in sets:
             cells = []
             identity = s.identity()
@@ -227,8 +228,11 @@ def run_score(
                         model=model, set_name=s.name, severity=s.severity, label_space=head.label_space
                     )
                     old = finished.get(cid)
-                    if old is not None and old.get("data_sha256") == identity:
+                    # a cell id met again in a later set (a tree set also asked for on the fly) goes
+                    # with its first set
+                    if old is not None and (old.get("data_sha256") == identity or cid in matched):
                         summary.reused += 1
+                        matched.add(cid)
                     elif cid not in planned:  # e.g. a tree set also asked for on the fly: score it once
                         if old is not None:
                             stale.append(f"{cid} (n={old.get('n')} then, {len(s.items)} images now)")
