@@ -14,3 +14,7 @@ class UnknownName(UserError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
+
+
+class DataWarning(UserWarning):
+    """Something in the inputs was skipped or repaired; the CLI prints it as one ``warning:`` line."""

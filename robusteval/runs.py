@@ -13,6 +13,7 @@ the next append starts on a fresh line. One process scores a run at a time (``fl
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -25,7 +26,7 @@ from typing import Any, get_type_hints
 import numpy as np
 
 from robusteval.errors import UserError
-from robusteval.jsonl import atomic_write_bytes, read_records
+from robusteval.jsonl import atomic_write_bytes, disk_error, ends_torn, read_records
 
 SCHEMA = 1
 RECORDS = "records.jsonl"
@@ -70,6 +71,7 @@ class Record:
     data_config: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, Any] = field(default_factory=dict)
     spec_hash: str | None = None
+    data_sha256: str | None = None  # what the cell measured: sorted ids + labels, spec hash, seed
     zero_shot: dict[str, Any] | None = None  # CLIP models: the prompt set and class names used
     command: str | None = None  # the command that scored the cell, as typed
     versions: dict[str, str] = field(default_factory=dict)
@@ -201,6 +203,11 @@ class RunStore:
     def __init__(self, runs_dir: Path, name: str) -> None:
         if not name or "/" in name or name.startswith("."):
             raise UserError(f"bad run name {name!r}", hint="use a plain folder name such as --run study1")
+        if len(name.encode("utf-8", "surrogateescape")) > 255:
+            raise UserError(
+                f"run name is {len(name)} characters; folder names hold at most 255 bytes",
+                hint="pass a shorter --run NAME",
+            )
         self.name = name
         self.dir = Path(runs_dir) / name
         self.records_path = self.dir / RECORDS
@@ -241,22 +248,21 @@ class RunStore:
     def append(self, record: Record, preds: Preds) -> None:
         """Write ``preds`` (temp + fsync + rename), then the record line (one write + fsync)."""
         target = self.dir / record.preds
-        atomic_write_bytes(target, preds.to_bytes())
+        atomic_write_bytes(target, preds.to_bytes())  # a full disk removes the temp file
         _fsync_dir(target.parent)
         line = json.dumps(record.to_json(), separators=(",", ":"), allow_nan=True) + "\n"
         fd = os.open(self.records_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            if _ends_torn(fd):
+            if ends_torn(fd):
                 line = "\n" + line
-            os.write(fd, line.encode())
+            n = os.write(fd, line.encode())
+            if n != len(line.encode()):
+                raise OSError(errno.ENOSPC, "short write")
             os.fsync(fd)
+        except OSError as err:
+            raise disk_error(err, self.records_path) from None
         finally:
             os.close(fd)
-
-
-def _ends_torn(fd: int) -> bool:
-    size = os.fstat(fd).st_size
-    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
 
 
 def _fsync_dir(path: Path) -> None:

@@ -39,8 +39,8 @@ def test_data_configs_are_the_ones_the_weights_were_trained_with():
     assert mnv2.mean == (0.485, 0.456, 0.406) and mnv2.std == (0.229, 0.224, 0.225)
     lite = EFFICIENTNET_LITE0.data
     assert (lite.input_size, lite.resize_size, lite.interpolation) == (224, 256, "bicubic")
-    # TF Lite models: (x - 127) / 128 on 0..255 pixels
-    assert lite.mean == pytest.approx((127 / 255,) * 3) and lite.std == pytest.approx((128 / 255,) * 3)
+    # timm's cfg of tf_efficientnet_lite0.in1k (its rounding of TF's (x - 127) / 128)
+    assert lite.mean == (0.5, 0.5, 0.5) and lite.std == (0.5, 0.5, 0.5)
 
 
 def test_key_order_converter_checks_every_shape():

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
+import time
+import warnings
 from collections.abc import Callable, Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,10 +22,23 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from robusteval.errors import UserError
+from robusteval.errors import DataWarning, UserError
 
 console = Console()
 err_console = Console(stderr=True)
+
+_show_warning = warnings.showwarning
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Data warnings (skipped garbage lines, repaired inputs) print as one ``warning:`` line."""
+    if issubclass(category, DataWarning):
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+warnings.showwarning = _one_line_warning
 
 
 def split_names(values: list[str] | None) -> list[str]:
@@ -76,7 +93,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except UserError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -94,11 +111,23 @@ class RateColumn(TextColumn):
         return Text(f"{speed:,.1f} {self.unit}/s" if speed else f"-- {self.unit}/s", style="cyan")
 
 
+#: Seconds between plain progress lines when stderr is not a terminal (nohup, CI, ``2> log``).
+PLAIN_EVERY_S = 10.0
+
+
 @contextlib.contextmanager
 def progress_bar(
-    description: str, total: int | None, *, unit: str = "img"
+    description: str, total: int | None, *, unit: str = "img", every_s: float | None = None
 ) -> Iterator[Callable[[int], None]]:
-    """A rich bar with count, rate, elapsed and ETA; yields ``advance(n)``."""
+    """A rich bar with count, rate, elapsed and ETA; yields ``advance(n)``.
+
+    When stderr is not a terminal, plain lines instead (``score r: 640/1300 img (49%), 31.2 img/s,
+    eta 21 s``) every ``every_s`` seconds (default :data:`PLAIN_EVERY_S`) and once at the end.
+    """
+    if not err_console.is_terminal:
+        with _plain_progress(description, total, unit=unit, every_s=every_s or PLAIN_EVERY_S) as advance:
+            yield advance
+        return
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -110,9 +139,44 @@ def progress_bar(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err_console, transient=False) as prog:
-        task = prog.add_task(description, total=total)
+        task = prog.add_task(escape(description), total=total)
 
         def advance(n: int = 1) -> None:
             prog.advance(task, n)
 
         yield advance
+
+
+def plain_progress_line(description: str, done: int, total: int | None, *, unit: str, seconds: float) -> str:
+    """``desc: done/total unit (pct), rate unit/s, eta N s`` (the parts that are known)."""
+    rate = done / seconds if seconds > 0 else 0.0
+    parts = [f"{description}: {done}/{total} {unit}" if total else f"{description}: {done} {unit}"]
+    if total:
+        parts[0] += f" ({100 * done / total:.0f}%)"
+    parts.append(f"{rate:.1f} {unit}/s")
+    if total and rate > 0:
+        parts.append(f"eta {max(0.0, (total - done) / rate):.0f} s")
+    return ", ".join(parts)
+
+
+@contextlib.contextmanager
+def _plain_progress(description: str, total: int | None, *, unit: str, every_s: float):
+    t0 = last = time.monotonic()
+    done = [0]
+
+    def emit() -> None:
+        line = plain_progress_line(description, done[0], total, unit=unit, seconds=time.monotonic() - t0)
+        print(line, file=sys.stderr, flush=True)
+
+    def advance(n: int = 1) -> None:
+        nonlocal last
+        done[0] += n
+        now = time.monotonic()
+        if now - last >= every_s:
+            last = now
+            emit()
+
+    try:
+        yield advance
+    finally:
+        emit()

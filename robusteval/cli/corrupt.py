@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from robusteval.cli import app
 from robusteval.cli.common import (
@@ -52,7 +53,11 @@ def corrupt(
             bar["advance"] = bar["ctx"].__enter__()
 
         def on_skip(skip: dict) -> None:
-            err_console.print(f"[yellow]skip[/] {skip['source']}: {skip['reason']}", highlight=False)
+            err_console.print(
+                f"[yellow]skip[/] {escape(skip['source'])}: {escape(skip['reason'])}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
         try:
             summary = run_corrupt(
@@ -63,11 +68,11 @@ def corrupt(
         finally:
             if "ctx" in bar:
                 bar["ctx"].__exit__(None, None, None)
-    from rich.markup import escape
-
     sets = escape(", ".join(f"{name}:{','.join(map(str, sev))}" for name, sev in summary.sets))
     console.print(
-        f"[bold green]done[/] {summary.n_images} images × \\[{sets}] → {summary.out}: "
-        f"{summary.written} written, {summary.reused} already done, {len(summary.skips)} skipped, "
-        f"{summary.seconds:.1f} s ({summary.images_per_s:.1f} img/s)"
+        f"[bold green]done[/] {summary.n_images} images × \\[{sets}] → {escape(str(summary.out))}: "
+        f"{summary.written} written, {summary.reused} already done, {summary.replaced} rewritten "
+        f"(other seed/spec/source), {len(summary.skips)} skipped, "
+        f"{summary.seconds:.1f} s ({summary.images_per_s:.1f} img/s)",
+        soft_wrap=True,
     )

@@ -18,7 +18,7 @@ def report(
     baseline: str | None = typer.Option(
         None, "--baseline", help="Model whose errors normalise CE/mCE (ImageNet-C sets also get AlexNet)."
     ),
-    out: Path | None = typer.Option(None, "--out", help="Output folder [default: RUNS_DIR/NAME/report]."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder \\[default: RUNS_DIR/NAME/report]."),
     fail_under: list[str] = typer.Option(
         [],
         "--fail-under",

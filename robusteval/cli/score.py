@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from robusteval.cli import app
 from robusteval.cli.common import (
@@ -98,6 +99,7 @@ def score(
     ] = None,
 ) -> None:
     """Score models on clean, corrupted and OOD sets (each image decoded once, resumable per cell)."""
+    from robusteval.runs import Record
     from robusteval.score.engine import ScoreRequest, run_score
     from robusteval.score.sets import parse_pairs
 
@@ -127,21 +129,28 @@ def score(
             bar["advance"] = bar["ctx"].__enter__()
 
         def on_message(line: str) -> None:
-            err_console.print(f"[yellow]{line}[/]", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]{escape(line)}[/]", highlight=False, soft_wrap=True)
+
+        def on_cell(rec: Record) -> None:  # each cell's result as soon as it is written
+            sev = "" if rec.severity is None else f" s{rec.severity}"
+            space = f" [{rec.label_space}]" if rec.label_space != "imagenet1k" else ""
+            top1 = "--" if rec.top1 is None else f"{100 * rec.top1:.2f}%"
+            console.print(
+                escape(f"{rec.model:>20}  {rec.set}{sev}{space}: top-1 {top1}  (n={rec.n})"),
+                highlight=False,
+                soft_wrap=True,
+            )
 
         try:
             summary = run_score(
-                req, progress=lambda n: bar["advance"](n), on_total=on_total, on_message=on_message
-            )
+                req, progress=lambda n: bar["advance"](n), on_total=on_total, on_message=on_message,
+                on_cell=on_cell,
+            )  # fmt: skip
         finally:
             if "ctx" in bar:
                 bar["ctx"].__exit__(None, None, None)
-    for rec in summary.written:
-        sev = "" if rec.severity is None else f" s{rec.severity}"
-        space = f" [{rec.label_space}]" if rec.label_space != "imagenet1k" else ""
-        top1 = "--" if rec.top1 is None else f"{100 * rec.top1:.2f}%"
-        console.print(f"{rec.model:>20}  {rec.set}{sev}{space}: top-1 {top1}  (n={rec.n})", highlight=False)
     console.print(
         f"[bold green]done[/] {len(summary.written)} cells written, {summary.reused} already finished, "
-        f"{summary.skipped_images} images skipped, {summary.seconds:.1f} s → {summary.run_dir}"
+        f"{summary.skipped_images} images skipped, {summary.seconds:.1f} s → {escape(str(summary.run_dir))}",
+        soft_wrap=True,
     )

@@ -8,7 +8,9 @@ the manifest and the files agree is finished, so a killed run resumes to identic
 
 from __future__ import annotations
 
+import collections
 import io
+import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -19,13 +21,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from robusteval.corrupt.spec import SetSpec, base_crop, corruption, resolve_sets
+from robusteval.corrupt.spec import Corruption, SetSpec, base_crop, corruption, resolve_sets
 from robusteval.corrupt.trees import MANIFEST
-from robusteval.cpus import usable_cpus
+from robusteval.cpus import die_with_parent, usable_cpus
 from robusteval.datasets.decode import BadImage, load_rgb
 from robusteval.datasets.layouts import Dataset, Sample, read_dataset, sample_per_class
 from robusteval.errors import UserError
-from robusteval.jsonl import append_records, atomic_write_bytes, read_records
+from robusteval.jsonl import append_records, atomic_write_bytes, dir_lock, read_records, writable_dir
 from robusteval.provenance import sha256_bytes, sha256_file, versions
 
 
@@ -44,6 +46,7 @@ class CorruptSummary:
     n_images: int = 0
     written: int = 0
     reused: int = 0
+    replaced: int = 0  # outputs on disk from another seed/spec/source, rewritten by this run
     skips: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     sets: list[tuple[str, list[int]]] = field(default_factory=list)
@@ -104,31 +107,67 @@ def _process_image(
     return records, None
 
 
-def _finished(out: Path, *, verify: bool) -> set[str]:
-    """Relative paths the manifest records whose file exists (and matches its sha256 if ``verify``)."""
-    done = set()
+def _finished(out: Path, *, verify: bool) -> dict[str, dict[str, Any]]:
+    """Relative path → its last manifest record, for files that exist (and match their sha256 if
+    ``verify``)."""
+    recs: dict[str, dict[str, Any]] = {}
     for rec in read_records(out / MANIFEST):
-        if rec.get("kind") != "output":
-            continue
-        path = out / rec["path"]
-        if path.is_file() and (not verify or sha256_file(path) == rec["sha256"]):
-            done.add(rec["path"])
+        if rec.get("kind") == "output" and isinstance(rec.get("path"), str):
+            recs[rec["path"]] = rec  # a later record of the same file wins
+    done = {}
+    for rel, rec in recs.items():
+        path = out / rel
+        if path.is_file() and (not verify or sha256_file(path) == rec.get("sha256")):
+            done[rel] = rec
     return done
 
 
+def _matches(rec: dict[str, Any] | None, *, seed: int, spec_hash: str, source: str) -> bool:
+    """Whether an output on disk is what this run would write: same seed, spec hash and source."""
+    return (
+        rec is not None
+        and rec.get("seed") == seed
+        and rec.get("spec_hash") == spec_hash
+        and rec.get("source") == source
+    )
+
+
 def _plan(
-    ds: Dataset, sets: list[tuple[SetSpec, list[int]]], done: set[str]
-) -> Iterator[tuple[Sample, list[Target]]]:
+    ds: Dataset, sets: list[tuple[SetSpec, list[int]]], done: dict[str, dict[str, Any]], *, seed: int
+) -> Iterator[tuple[Sample, list[Target], int]]:
+    """(sample, pending targets, how many of them replace a mismatching output on disk)."""
     names = output_names(ds.samples)
+    resolved = [(spec, Corruption(spec, sev, seed)) for spec, sevs in sets for sev in sevs]
     for sample in ds.samples:
-        targets = [
-            Target(spec.name, sev, f"{set_folder(spec)}/{sev}/{names[sample.id]}")
-            for spec, sevs in sets
-            for sev in sevs
-        ]
-        pending = [t for t in targets if t.rel not in done]
+        pending, replaced = [], 0
+        for spec, c in resolved:
+            t = Target(spec.name, c.severity, f"{set_folder(spec)}/{c.severity}/{names[sample.id]}")
+            rec = done.get(t.rel)
+            if not _matches(
+                rec, seed=c.image_seed(sample.id), spec_hash=c.spec_hash, source=str(sample.path)
+            ):
+                pending.append(t)
+                replaced += rec is not None
         if pending:
-            yield sample, pending
+            yield sample, pending, replaced
+
+
+def _check_sample(out: Path, ds: Dataset, *, per_class: int | None) -> None:
+    """Refuse a second, different sample of images in one OUT (it would be scored as one set)."""
+    mine = _sample_sha(ds)
+    for rec in read_records(out / MANIFEST):
+        theirs = rec.get("sample_sha256") if rec.get("kind") == "run" else None
+        if theirs and theirs != mine:
+            raise UserError(
+                f"--out {out} holds outputs of a different sample of images "
+                f"({rec.get('n_images')} images, per_class={rec.get('per_class')}, seed={rec.get('seed')}; "
+                f"now {len(ds.samples)} images, per_class={per_class})",
+                hint="write each sample to its own --out",
+            )
+
+
+def _sample_sha(ds: Dataset) -> str:
+    return sha256_bytes("\n".join(s.id for s in ds.samples).encode())
 
 
 def run_corrupt(
@@ -159,8 +198,18 @@ def run_corrupt(
     ds = read_dataset(Path(data), labels=labels)
     if per_class:
         ds = sample_per_class(ds, per_class=per_class, seed=seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(Path(out), option="--out")
+    with dir_lock(out, busy=f"--out {out} is being written by another `robusteval corrupt`",
+                  hint="wait for it, or pass a different --out"):  # fmt: skip
+        _check_sample(out, ds, per_class=per_class)
+        return _run_locked(
+            ds, sets, data=data, out=out, per_class=per_class, seed=seed, workers=workers, verify=verify,
+            progress=progress, on_total=on_total, on_skip=on_skip, t0=t0,
+        )  # fmt: skip
+
+
+def _run_locked(ds: Dataset, sets, *, data, out: Path, per_class, seed, workers, verify, progress, on_total,
+                on_skip, t0: float) -> CorruptSummary:  # fmt: skip
     _remove_stale_temps(out)
     summary = CorruptSummary(out=out, n_images=len(ds.samples), sets=[(s.name, v) for s, v in sets])
     manifest = Manifest(out / MANIFEST, header=lambda: _run_header(
@@ -168,14 +217,17 @@ def run_corrupt(
     for skip in (s.as_dict() for s in ds.skips):
         manifest.skip(skip, on_skip)
     per_image = sum(len(v) for _, v in sets)
-    plan = list(_plan(ds, sets, _finished(out, verify=verify)))
+    planned = list(_plan(ds, sets, _finished(out, verify=verify), seed=seed))
+    plan = [(sample, targets) for sample, targets, _ in planned]
+    summary.replaced = sum(r for _, _, r in planned)
     summary.reused = len(ds.samples) * per_image - sum(len(t) for _, t in plan)
     if on_total:
         on_total(len(ds.samples) * per_image)
     if progress and summary.reused:
         progress(summary.reused)
     bad = 0
-    for records, skip in _map(plan, out=out, seed=seed, workers=workers):
+    failures: list[str] = []
+    for records, skip in _map(plan, out=out, seed=seed, workers=workers, failures=failures):
         if skip is not None:
             bad += 1
             manifest.skip(skip, on_skip)
@@ -188,6 +240,12 @@ def run_corrupt(
             progress(len(records))
     summary.skips = manifest.skips
     summary.seconds = time.perf_counter() - t0
+    if failures:
+        raise UserError(
+            f"{len(failures)} image(s) failed in the workers (first: {failures[0]}); "
+            f"the {summary.written + summary.reused} finished outputs are recorded",
+            hint="fix the cause and re-run the same command to resume",
+        )
     if not ds.samples or (plan and bad == len(plan) and summary.reused == 0):
         raise UserError(
             f"no usable image under {data} ({len(summary.skips)} skipped)",
@@ -236,24 +294,70 @@ def _remove_stale_temps(out: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _map(plan, *, out: Path, seed: int, workers: int | None):
+def _map(plan, *, out: Path, seed: int, workers: int | None, failures: list[str]):
+    """Results of ``plan`` in order. In the pool, a failed image is noted in ``failures`` (pending
+    work is cancelled) and every image that did finish is still yielded, so it gets recorded."""
     n = workers or usable_cpus()
     if n <= 1 or len(plan) <= 1:
         for sample, targets in plan:
-            yield _process_image(sample, targets, str(out), seed)
+            try:
+                result = _process_image(sample, targets, str(out), seed)
+            except Exception as err:  # noqa: BLE001 - reported as one line after recording the rest
+                failures.append(_one_line(err))
+                return
+            yield result
         return
-    with ProcessPoolExecutor(max_workers=n) as pool:
-        futures = [pool.submit(_process_image, s, t, str(out), seed) for s, t in plan]
-        for fut in futures:
-            yield fut.result()
+    pool = ProcessPoolExecutor(max_workers=n, initializer=die_with_parent, initargs=(os.getpid(),))
+    todo = iter(plan)
+    window: collections.deque = collections.deque()
+    stop = False  # after the first failure nothing new is submitted
+
+    def fill() -> None:
+        nonlocal stop
+        while not stop and len(window) < IN_FLIGHT_PER_WORKER * n:
+            item = next(todo, None)
+            if item is None:
+                return
+            try:
+                window.append(pool.submit(_process_image, item[0], item[1], str(out), seed))
+            except Exception as err:  # noqa: BLE001 - a worker died: the pool takes no more work
+                failures.append(_one_line(err))
+                stop = True
+
+    try:
+        fill()
+        while window:
+            fut = window.popleft()
+            if fut.cancelled():
+                continue
+            try:
+                result = fut.result()
+            except Exception as err:  # noqa: BLE001 - reported as one line after recording the rest
+                failures.append(_one_line(err))
+                stop = True
+                for other in window:
+                    other.cancel()
+                continue
+            yield result
+            fill()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: Images submitted ahead per worker: keeps the workers busy without queueing the whole plan.
+IN_FLIGHT_PER_WORKER = 4
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else ""
+    return text if isinstance(err, UserError) else f"{err.__class__.__name__}: {text}".rstrip(": ")
 
 
 def _run_header(ds: Dataset, *, data: Path, per_class: int | None, seed: int, sets) -> dict[str, Any]:
-    ids = "\n".join(s.id for s in ds.samples).encode()
     return {
         "kind": "run", "data": str(Path(data).resolve()), "layout": ds.layout,
         "label_space": ds.label_space, "class_names": ds.class_names, "n_images": len(ds.samples),
-        "per_class": per_class, "seed": seed, "sample_sha256": sha256_bytes(ids),
+        "per_class": per_class, "seed": seed, "sample_sha256": _sample_sha(ds),
         "sample": [[s.id, s.label, s.wnid] for s in ds.samples],
         "sets": {spec.name: sevs for spec, sevs in sets}, "versions": versions(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -77,12 +77,20 @@ def tree_sets(root: Path) -> list[ScoreSet]:
             hint="point --sets at the --out folder of `robusteval corrupt`",
         )
     spaces: set[str] = set()
+    samples: set[str] = set()
     outputs: dict[str, dict[str, Any]] = {}
     for rec in read_records(manifest):
         if rec.get("kind") == "run":
             spaces.add(rec.get("label_space") or "imagenet1k")
-        elif rec.get("kind") == "output":
+            if rec.get("sample_sha256"):
+                samples.add(rec["sample_sha256"])
+        elif rec.get("kind") == "output" and _complete(rec):
             outputs[rec["path"]] = rec  # a re-run's record of the same file wins
+    if len(samples) > 1:
+        raise UserError(
+            f"--sets {root}: holds {len(samples)} different samples of images (e.g. two --per-class runs)",
+            hint="corrupt each sample to its own --out and score them separately",
+        )
     if len(spaces) > 1:
         raise UserError(
             f"--sets {root}: mixes label spaces {sorted(spaces)}",
@@ -113,6 +121,15 @@ def tree_sets(root: Path) -> list[ScoreSet]:
             f"--sets {root}: the manifest lists no outputs", hint="run `robusteval corrupt` first"
         )
     return out
+
+
+def _complete(rec: dict[str, Any]) -> bool:
+    """An output record with the fields a set needs (a hand-edited or foreign line may lack them)."""
+    try:
+        int(rec["severity"]), int(rec["label"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return all(isinstance(rec.get(k), str) for k in ("path", "set", "id"))
 
 
 def _suite_of(set_name: str) -> str:

@@ -17,6 +17,26 @@ class BadImage(Exception):
     """An input that cannot be used; ``str(err)`` is a one-line reason."""
 
 
+#: Shorter sides below this many px carry no usable content at 224 px (a 1x1 image would be
+#: upscaled to a flat 224x224 patch); they are skipped with a recorded reason.
+MIN_SIDE = 8
+#: Long side / short side above this is refused before decoding: the eval resize scales the short
+#: side to ~256 px, so memory grows with the ratio (1x12000 → 256 x 3,072,000 px, 3.3 GB).
+MAX_ASPECT = 64
+
+
+def check_geometry(width: int, height: int) -> None:
+    """Raise :class:`BadImage` for images too small or too elongated to resize safely (px)."""
+    short, long = min(width, height), max(width, height)
+    if short < MIN_SIDE:
+        raise BadImage(f"too small ({width}x{height} px; the shorter side must be at least {MIN_SIDE} px)")
+    if long > MAX_ASPECT * short:
+        raise BadImage(
+            f"extreme aspect ratio ({width}x{height} px, over {MAX_ASPECT}:1); "
+            "resizing it would need a huge buffer"
+        )
+
+
 def load_rgb(path: Path) -> np.ndarray:
     """Decode ``path`` to uint8 HWC RGB (any mode: CMYK, 16-bit, palette+alpha, grey)."""
     try:
@@ -24,8 +44,11 @@ def load_rgb(path: Path) -> np.ndarray:
             # PIL only warns between 1x and 2x its pixel limit; treat both as a bomb.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                check_geometry(*im.size)  # before decoding: the header is enough
                 im.load()
                 return _to_rgb(im)
+    except BadImage:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise BadImage(f"over PIL's decompression-bomb limit ({err.__class__.__name__})") from None
     except UnidentifiedImageError:
@@ -45,6 +68,13 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
         # 16-bit grey: scale by the full 16-bit range, not clip, so contrast survives.
         arr = np.asarray(im, dtype=np.float64)
         arr = np.clip(arr / 257.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if im.mode == "F" or im.mode.startswith("I;16F"):
+        # float images (TIFF/EXR style): values 0..1 are intensities; above 1 they are 0..255 data.
+        arr = np.asarray(im, dtype=np.float64)
+        finite = arr[np.isfinite(arr)]
+        scale = 255.0 if finite.size and finite.max() <= 1.0 else 1.0
+        arr = np.clip(np.nan_to_num(arr) * scale + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")

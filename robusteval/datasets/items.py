@@ -58,6 +58,18 @@ class ScoreSet:
     skips: list[dict[str, str]] = field(default_factory=list)  # found while listing the set
     onthefly: OnTheFly | None = None
 
+    def identity(self) -> str:
+        """sha256 of what a cell of this set measures: sorted (item id, label) pairs, the spec hash
+        and the on-the-fly seed. A finished cell is reused only when it matches."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for item_id, label in sorted((it.id, it.label) for it in self.items):
+            h.update(f"{item_id}\t{label}\n".encode("utf-8", "surrogateescape"))
+        fly = self.onthefly
+        h.update(f"spec={self.spec_hash}\nseed={None if fly is None else fly.seed}\n".encode())
+        return h.hexdigest()
+
     def head_labels(self, head: Head) -> np.ndarray:
         """Labels of every item in ``head``'s label space (-1: not in it)."""
         from robusteval.datasets.labelspace import get_label_space

@@ -15,6 +15,8 @@ in registration order. Supported:
 from __future__ import annotations
 
 import csv
+import io
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +73,14 @@ def _rel_id(root: Path, path: Path) -> str:
     return rel.with_suffix("").as_posix().lstrip("/")
 
 
+def _utf8_name(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes arrive as lone surrogates (surrogateescape)
+        return False
+    return True
+
+
 def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
@@ -82,9 +92,59 @@ def _labels_file(root: Path, labels: Path | None, name: str) -> Path | None:
     return cand if cand.is_file() else None
 
 
+def _csv_text(path: Path) -> str:
+    """The CSV's text: UTF-8 with or without Excel's BOM, else Latin-1 (every byte decodes)."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _csv_rows(path: Path, *, need: tuple[str, ...]) -> list[dict[str, str]]:
+    """Rows of ``path`` keyed by stripped header names; a missing ``need`` column is a UserError."""
+    reader = csv.reader(io.StringIO(_csv_text(path), newline=""))
+    header = [h.strip() for h in next(reader, [])]
+    missing = [c for c in need if c not in header]
+    if missing:
+        raise UserError(
+            f"{path}: no {', '.join(repr(c) for c in missing)} column (header: {', '.join(header) or 'empty'})",
+            hint=f"the first line must name the columns: {','.join(need)}",
+        )
+    return [
+        {h: (row[i].strip() if i < len(row) else "") for i, h in enumerate(header)}
+        for row in reader
+        if any(row)
+    ]
+
+
 def _csv_header(path: Path) -> list[str]:
-    with path.open(newline="") as fh:
-        return [h.strip() for h in next(csv.reader(fh), [])]
+    try:
+        text = _csv_text(path)
+    except OSError:
+        return []
+    return [h.strip() for h in next(csv.reader(io.StringIO(text, newline="")), [])]
+
+
+def _dedupe(ds: Dataset) -> Dataset:
+    """Rows naming one image twice: identical labels collapse to one (a recorded skip), conflicting
+    labels are a :class:`UserError` (the image would be graded against the wrong class)."""
+    first: dict[str, Sample] = {}
+    keep: list[Sample] = []
+    for s in ds.samples:
+        prev = first.get(s.id)
+        if prev is None:
+            first[s.id] = s
+            keep.append(s)
+        elif prev.label != s.label:
+            raise UserError(
+                f"{ds.root}: {s.id} is listed twice with different labels ({prev.label} and {s.label})",
+                hint="keep one row per image in the labels file",
+            )
+        else:
+            ds.skips.append(Skip(str(s.path), "listed twice with the same label; counted once"))
+    ds.samples = keep
+    return ds
 
 
 def _label_csv(root: Path, labels: Path | None) -> Path | None:
@@ -110,28 +170,27 @@ def read_labels_csv(root: Path, labels: Path | None) -> Dataset:
     base = csv_path.parent
     ds = Dataset(root=root, layout="labels-csv", label_space="imagenet1k")
     table = wnids()
-    with csv_path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            path = _resolve(base, row["path"])
-            try:
-                index = int(row["class_index"])
-            except (TypeError, ValueError):
-                ds.skips.append(Skip(row.get("path", "?"), f"bad class_index {row.get('class_index')!r}"))
-                continue
-            wnid = (row.get("wnid") or "").strip() or None
-            if not 0 <= index < 1000:
-                ds.skips.append(Skip(row["path"], f"class_index {index} outside 0..999"))
-                continue
-            if wnid is not None and wnid != table[index]:
-                ds.skips.append(
-                    Skip(row["path"], f"wnid {wnid} does not match class_index {index} ({table[index]})")
-                )
-                continue
-            if not path.exists():
-                ds.skips.append(Skip(row["path"], "labels row points at a missing file"))
-                continue
-            ds.samples.append(Sample(path, index, table[index], _rel_id(base, path), table[index]))
-    return ds
+    for row in _csv_rows(csv_path, need=("path", "class_index")):
+        path = _resolve(base, row["path"])
+        try:
+            index = int(row["class_index"])
+        except (TypeError, ValueError):
+            ds.skips.append(Skip(row.get("path", "?"), f"bad class_index {row.get('class_index')!r}"))
+            continue
+        wnid = (row.get("wnid") or "").strip() or None
+        if not 0 <= index < 1000:
+            ds.skips.append(Skip(row["path"], f"class_index {index} outside 0..999"))
+            continue
+        if wnid is not None and wnid != table[index]:
+            ds.skips.append(
+                Skip(row["path"], f"wnid {wnid} does not match class_index {index} ({table[index]})")
+            )
+            continue
+        if not path.exists():
+            ds.skips.append(Skip(row["path"], "labels row points at a missing file"))
+            continue
+        ds.samples.append(Sample(path, index, table[index], _rel_id(base, path), table[index]))
+    return _dedupe(ds)
 
 
 @register_layout(
@@ -150,18 +209,17 @@ def read_modelvshuman(root: Path, labels: Path | None) -> Dataset:
     ds = Dataset(
         root=root, layout="modelvshuman16", label_space="modelvshuman16", class_names=list(CATEGORIES16)
     )
-    with csv_path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            path = _resolve(base, row["path"])
-            cat = row["category"].strip()
-            if cat not in CATEGORIES16:
-                ds.skips.append(Skip(row["path"], f"unknown 16-class category {cat!r}"))
-                continue
-            if not path.exists():
-                ds.skips.append(Skip(row["path"], "labels row points at a missing file"))
-                continue
-            ds.samples.append(Sample(path, CATEGORIES16.index(cat), None, _rel_id(base, path), cat))
-    return ds
+    for row in _csv_rows(csv_path, need=("path", "category")):
+        path = _resolve(base, row["path"])
+        cat = row["category"]
+        if cat not in CATEGORIES16:
+            ds.skips.append(Skip(row["path"], f"unknown 16-class category {cat!r}"))
+            continue
+        if not path.exists():
+            ds.skips.append(Skip(row["path"], "labels row points at a missing file"))
+            continue
+        ds.samples.append(Sample(path, CATEGORIES16.index(cat), None, _rel_id(base, path), cat))
+    return _dedupe(ds)
 
 
 GT_NAME = "ILSVRC2012_validation_ground_truth.txt"
@@ -226,19 +284,18 @@ def read_loc_csv(root: Path, labels: Path | None) -> Dataset:
     index = wnid_to_index()
     by_stem = {p.stem: p for p in root.rglob("*") if _is_image(p)}
     ds = Dataset(root=root, layout="loc-csv", label_space="imagenet1k")
-    with csv_path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            stem = row["ImageId"].strip()
-            wnid = (row.get("PredictionString") or "").split()[:1]
-            path = by_stem.get(stem)
-            if path is None:
-                ds.skips.append(Skip(stem, "labels row points at a missing file"))
-                continue
-            if not wnid or wnid[0] not in index:
-                ds.skips.append(Skip(stem, f"unknown wnid {(wnid or ['?'])[0]!r}"))
-                continue
-            ds.samples.append(Sample(path, index[wnid[0]], wnid[0], stem, wnid[0]))
-    return ds
+    for row in _csv_rows(csv_path, need=("ImageId", "PredictionString")):
+        stem = row["ImageId"]
+        wnid = (row.get("PredictionString") or "").split()[:1]
+        path = by_stem.get(stem)
+        if path is None:
+            ds.skips.append(Skip(stem, "labels row points at a missing file"))
+            continue
+        if not wnid or wnid[0] not in index:
+            ds.skips.append(Skip(stem, f"unknown wnid {(wnid or ['?'])[0]!r}"))
+            continue
+        ds.samples.append(Sample(path, index[wnid[0]], wnid[0], stem, wnid[0]))
+    return _dedupe(ds)
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -270,8 +327,13 @@ def read_imagefolder(root: Path, labels: Path | None) -> Dataset:
             )
             continue
         for path in sorted(d.rglob("*")):
-            if path.is_file() and not path.name.startswith("."):
-                ds.samples.append(Sample(path, label, table[label], _rel_id(root, path), table[label]))
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            if not _utf8_name(path):
+                shown = os.fsencode(path.relative_to(root)).decode("utf-8", "backslashreplace")
+                ds.skips.append(Skip(shown, "file name is not valid UTF-8; rename it to use it"))
+                continue
+            ds.samples.append(Sample(path, label, table[label], _rel_id(root, path), table[label]))
     return ds
 
 
@@ -288,6 +350,14 @@ def read_dataset(root: Path, *, labels: Path | None = None) -> Dataset:
     for entry in LAYOUTS:
         if entry.meta["detect"](root, labels):
             return entry.fn(root, labels)
+    csv_path = _label_csv(root, labels)
+    if csv_path is not None:
+        header = _csv_header(csv_path)
+        raise UserError(
+            f"{csv_path}: no 'class_index' (ImageNet) or 'category_index' (16-class) column"
+            f" (header: {', '.join(header) or 'empty'})",
+            hint="the first line must be path,class_index[,wnid] or path,category,category_index",
+        )
     raise UserError(
         f"--data {root}: no labels found",
         hint="use a folder of <wnid>/ sub-folders, or add labels.csv (path,class_index), "

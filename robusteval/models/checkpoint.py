@@ -84,6 +84,11 @@ def _read_torch(path: Path, *, trust: bool) -> Any:
             f"{path} needs pickle to load ({needs}), which can run code from the file",
             hint="if you trust where it came from, pass --trust-checkpoint",
         ) from None
+    except (ImportError, AttributeError) as err:  # a trusted pickle naming a class that is not here
+        raise UserError(
+            f"{path} stores an object whose class cannot be imported ({_first_line(err)})",
+            hint="install the package that defines it, or save a plain state_dict",
+        ) from None
     except (RuntimeError, EOFError, OSError) as err:
         raise UserError(f"{path} is not a readable PyTorch checkpoint ({_first_line(err)})") from None
 

@@ -132,6 +132,10 @@ def make_report(
     ``real_labels``: ImageNet-ReaL's ``real.json`` for ReaL accuracy of the clean val cells. Appends the summary to ``$GITHUB_STEP_SUMMARY`` when set.
     Bad inputs raise :class:`UserError`; failed gates are returned, not raised.
     """
+    if run_dir.is_dir():  # a missing run is reported below, before anything is created
+        from robusteval.jsonl import writable_dir
+
+        writable_dir(out_dir, option="--out")
     if not (run_dir / "records.jsonl").is_file():
         staged = _stage_only_report(run_dir=run_dir, out_dir=out_dir)
         if staged is not None:

@@ -127,26 +127,39 @@ def parse_records(lines: Iterable[str], *, source: str) -> list[dict[str, Any]]:
     """Records from JSONL text: the last line of each cell wins; sorted by suite, set, severity, model.
 
     A final line without a newline that does not parse (a write cut short) is ignored; any other
-    unreadable line is a :class:`UserError` naming it.
+    unreadable line (garbage, binary, NUL padding) is skipped with one :class:`DataWarning`.
     """
     lines = list(lines)
     by_cell: dict[str, dict[str, Any]] = {}
+    garbage: list[int] = []
     for i, line in enumerate(lines, 1):
-        if not line.strip():
+        text = line.strip("\x00 \t\r\n")  # NUL padding a crash can leave around a record
+        if not text:
+            if line.strip(" \t\r\n"):  # a line of only NULs
+                garbage.append(i)
             continue
+        line = text
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            if i == len(lines) and not line.endswith("\n"):
-                continue
-            raise UserError(
-                f"{source}:{i} is not a JSON record", hint="re-run `robusteval score` on this run"
-            ) from err
-        if not isinstance(rec, dict):
+        except json.JSONDecodeError:
+            if i != len(lines) or lines[i - 1].endswith("\n"):  # a torn last line is expected
+                garbage.append(i)
+            continue
+        if not isinstance(rec, dict) or "model" not in rec or "set" not in rec:
             raise UserError(f"{source}:{i} is not a score record (needs model and set)")
         rec = Record.from_json(rec, where=f"{source}:{i}").to_json()
         rec.setdefault("suite", "clean" if is_clean(rec) else "other")
         by_cell[_cell_key(rec)] = rec
+    if garbage:
+        import warnings
+
+        from robusteval.errors import DataWarning
+
+        warnings.warn(
+            f"{source}: skipped {len(garbage)} line(s) that are not JSON records (line {garbage[0]})",
+            DataWarning,
+            stacklevel=2,
+        )
     return sorted(by_cell.values(), key=_sort_key)
 
 
@@ -166,8 +179,10 @@ def load_run(*, run_dir: Path, sets: Mapping[str, SetInfo] | None = None) -> Run
             f"no records at {path}",
             hint="score first: `robusteval score --run NAME ...`, or pass --runs-dir",
         )
-    with path.open(encoding="utf-8") as fh:
-        records = parse_records(fh, source=str(path))
+    # bytes a crash or a bad disk left (binary, NUL runs) decode to replacement characters and
+    # are skipped as garbage lines, never a UnicodeDecodeError
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    records = parse_records(text.splitlines(keepends=True), source=str(path))
     if not records:
         raise UserError(
             f"{path} holds no score records", hint="score first: `robusteval score --run NAME ...`"

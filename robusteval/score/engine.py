@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from robusteval.devices import device_label, device_versions, resolve_device
 from robusteval.errors import UserError
-from robusteval.runs import RunStore, cell_id
+from robusteval.jsonl import writable_dir
+from robusteval.runs import Record, RunStore, cell_id
 from robusteval.score.execute import Context, execute
 from robusteval.score.loader import iter_batches
 from robusteval.score.plan import Cell, Pass, build_sets, default_workers, plan_streams
@@ -33,17 +34,21 @@ def run_score(
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     on_message: Callable[[str], None] | None = None,
+    on_cell: Callable[[Record], None] | None = None,
 ) -> ScoreSummary:
     """Score ``req.models`` on every requested set; resumable per cell. Returns what was written.
 
     ``on_total(n)`` is called once with the number of images the remaining passes decode;
     ``progress(n)`` with the images just finished; ``on_message(line)`` with one-line notes (skipped
-    images, cells reused from an earlier run, CUDA OOM step-downs).
+    images, cells reused from an earlier run, CUDA OOM step-downs); ``on_cell(record)`` with each
+    cell's record as soon as it is written.
     """
     import torch
 
     t0 = time.perf_counter()
     notify = on_message or (lambda msg: None)
+    store = RunStore(req.runs_dir, req.run)  # a bad run name or --runs-dir fails before anything loads
+    writable_dir(req.runs_dir, option="--runs-dir")
     if not req.models:
         raise UserError("no models given", hint="pass --models NAME (see `robusteval list models`)")
     if len(set(req.models)) != len(req.models):
@@ -65,27 +70,40 @@ def run_score(
     if amp not in AMP_MODES:
         raise UserError(f"--amp {amp!r}: expected one of {', '.join(AMP_MODES)}")
     sets = build_sets(req, notify=notify)
-    store = RunStore(req.runs_dir, req.run)
     summary = ScoreSummary(run_dir=store.dir)
     with store.lock():
         finished = store.finished()
         passes, planned = [], set()
+        stale: list[str] = []
+        matched: set[str] = set()  # finished cells reused in this call
         for s in sets:
             cells = []
+            identity = s.identity()
             for model in req.models:
                 for head in s.heads:
                     cid = cell_id(
                         model=model, set_name=s.name, severity=s.severity, label_space=head.label_space
                     )
-                    if cid in finished:
+                    old = finished.get(cid)
+                    # a cell id met again in a later set (a tree set also asked for on the fly) goes
+                    # with its first set
+                    if old is not None and (old.get("data_sha256") == identity or cid in matched):
                         summary.reused += 1
+                        matched.add(cid)
                     elif cid not in planned:  # e.g. a tree set also asked for on the fly: score it once
+                        if old is not None:
+                            stale.append(f"{cid} (n={old.get('n')} then, {len(s.items)} images now)")
                         planned.add(cid)
                         cells.append(Cell(model, head, cid))
             if cells:
                 passes.append(Pass(s, cells))
         if summary.reused:
             notify(f"{summary.reused} cells already finished in run {req.run!r}; skipping them")
+        if stale:
+            notify(
+                f"{len(stale)} finished cell(s) measured other images (different --data, --sets, sample "
+                f"or seed); re-scoring them: {', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''}"
+            )
         if not passes:
             summary.seconds = time.perf_counter() - t0
             return summary
@@ -102,9 +120,18 @@ def run_score(
                 ctx = Context(
                     req=req, store=store, device=device, amp=amp, models=models, notify=notify,
                     progress=progress or (lambda n: None), summary=summary, versions=device_versions(device),
-                    device_label=device_label(device),
+                    device_label=device_label(device), on_cell=on_cell or (lambda rec: None),
+                    identity={id(p.set): p.set.identity() for p in passes},
                 )  # fmt: skip
                 execute(passes, batches, ctx)
+        except RuntimeError as err:  # torch's SIGCHLD handler raises this anywhere once a worker dies
+            if "DataLoader worker" not in str(err):
+                raise
+            raise UserError(
+                f"a decode worker died ({str(err).splitlines()[0].strip()}); "
+                f"the {len(summary.written)} cells finished in this call are kept",
+                hint="re-run the same command to resume",
+            ) from None
         finally:
             batches.close()  # stops the decode workers now, not at garbage collection
     summary.seconds = time.perf_counter() - t0

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from robusteval.devices import host_to_device
-from robusteval.runs import RunStore
+from robusteval.runs import Record, RunStore
 from robusteval.score.plan import Pass
 from robusteval.score.request import ScoreRequest, ScoreSummary
 from robusteval.score.runner import ResidentModel
@@ -28,6 +28,8 @@ class Context:
     summary: ScoreSummary
     versions: dict[str, str]
     device_label: str
+    on_cell: Callable[[Record], None] = lambda rec: None
+    identity: dict[int, str] = field(default_factory=dict)  # id(set) → ScoreSet.identity()
     warned: set = field(default_factory=set)
     cache: list = field(default_factory=list)  # [(positions, uint8 NCHW, skips)] clean 224 crops
 

@@ -25,13 +25,14 @@ An image that fails becomes a skip ``(position, one-line reason)``; the batch go
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from robusteval.datasets.decode import BadImage, load_rgb
+from robusteval.datasets.decode import BadImage, check_geometry, load_rgb
 
 Prepare = Callable[[np.ndarray, int], np.ndarray]
 
@@ -82,6 +83,7 @@ def _jpeg_bytes(path: str) -> bytes | None:
 
     try:
         with Image.open(path) as im:
+            check_geometry(*im.size)  # odd sizes go the PIL path, which records the skip
             ok = (
                 im.format == "JPEG"
                 and im.mode in ("RGB", "L")
@@ -174,7 +176,10 @@ def _identity(x):
 def _worker_init(_: int) -> None:
     import torch
 
+    from robusteval.cpus import die_with_parent
+
     torch.set_num_threads(1)  # workers decode; the main process owns the compute threads
+    die_with_parent(os.getppid())  # a SIGKILLed scorer leaves no decode worker behind
 
 
 def _no_batches() -> Generator[DeviceBatch, None, None]:

@@ -67,7 +67,7 @@ def write_cell(c: Cell, p: Pass, acc: Acc, *, skips, members, decoders, seconds,
         ece=metrics["ece"], seconds=round(seconds, 3),
         img_per_s=round(n_images / seconds, 2) if seconds > 0 else None, skips=head_skips,
         preprocess=_preprocess_text(p, model, decoders), data_config=loaded.card.data.as_dict(),
-        weights=dict(loaded.weights), spec_hash=s.spec_hash,
+        weights=dict(loaded.weights), spec_hash=s.spec_hash, data_sha256=ctx.identity[id(s)],
         zero_shot=dict(zero_shot) if zero_shot else None, command=ctx.req.command or request_command(ctx.req),
         versions=ctx.versions, device=ctx.device_label, amp=ctx.amp, decode_batch=ctx.req.batch_size,
         forward_batch=model.min_chunk, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -75,3 +75,4 @@ def write_cell(c: Cell, p: Pass, acc: Acc, *, skips, members, decoders, seconds,
     )  # fmt: skip
     ctx.store.append(record, preds)
     ctx.summary.written.append(record)
+    ctx.on_cell(record)
