@@ -27,6 +27,7 @@ from robusteval.datasets.layouts import read_dataset
 from robusteval.errors import DataWarning, UserError
 from robusteval.jsonl import append_records, atomic_write_bytes, dir_lock, read_records
 from robusteval.runs import Preds, RunStore
+from tests.helpers import make_record
 
 runner = CliRunner()
 WNID = wnids()
@@ -343,7 +344,7 @@ def test_enospc_in_score_store_cleans_its_temp(tmp_path, monkeypatch):
     preds = Preds(np.array(["a"]), np.array([1]), np.zeros((1, 5), np.int16), np.zeros((1, 5), np.float16))
     _enospc_after(monkeypatch, robusteval.jsonl, 0)
     with pytest.raises(UserError, match="disk full writing .*c1.npz"):
-        store.append({"cell": "c1", "preds": "preds/c1.npz"}, preds)
+        store.append(make_record(cell="c1"), preds)
     monkeypatch.undo()
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
     assert store.finished() == {}
@@ -467,14 +468,14 @@ def test_score_cells_are_keyed_by_the_data_they_measured(tmp_path):
     store = RunStore(tmp_path / "runs", "r")
 
     def on_cell(rec):  # called as each cell is written, not at the end
-        seen.append((rec["cell"], rec["cell"] in store.finished()))
+        seen.append((rec.cell, rec.cell in store.finished()))
 
     req = dict(models=["mobilenet_v2"], run="r", runs_dir=tmp_path / "runs", batch_size=4, workers=0)
     try:
         first = run_score(ScoreRequest(data=data, **req), on_cell=on_cell)
     except UserError as err:
         pytest.skip(f"mobilenet_v2 weights not available: {err}")
-    assert [r["n"] for r in first.written] == [4] and seen == [(first.written[0]["cell"], True)]
+    assert [r.n for r in first.written] == [4] and seen == [(first.written[0].cell, True)]
     notes: list[str] = []
     again = run_score(ScoreRequest(data=data, **req), on_message=notes.append)
     assert again.reused == 1 and not again.written
