@@ -449,3 +449,8 @@ def test_scan_floor_benchmark_computes_the_fused_arithmetic(tmp_path):
         assert row["mufu_floor_ms"] > 0 and row["fused_ms"] > 0
     table = (tmp_path / "scan_floor.md").read_text()
     assert table.count("| B.stage") == 4 and "MUFU floor" in table
+
+
+def test_every_backend_registers_itself_on_import():
+    """Importing the scan API registers all three paths (a lost import once hid `mamba`)."""
+    assert set(ss.SCAN_BACKENDS.names()) >= {"torch", "triton", "mamba"}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Every GPU benchmark of reports/bench/ in one device session, each bounded by its own timeout.
+# Usage (on the GPU machine, from the repo root; wheels for packages the image lacks in .whl/,
+# upstream checkouts for the side-by-side rows in .upstream/):
+#   bash scripts/benchmarks/gpu_suite.sh OUT_DIR PART     # PART: kernels | stages | late
+set -uo pipefail
+out=${1:?OUT_DIR}; part=${2:?PART}
+mkdir -p "$out"
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH=".:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+step() {  # step NAME SECONDS CMD...
+  local name=$1 secs=$2; shift 2
+  echo "=== $name ($(date +%T), limit ${secs}s)"
+  timeout "$secs" "$@" > "$out/$name.log" 2>&1; echo "=== $name rc=$?"; tail -n 40 "$out/$name.log"
+}
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+case $part in
+kernels)
+  step scan_gpu_tests 170 python3 -m pytest -q -m gpu -x tests/test_scan_gpu.py
+  step train_step 150 python3 scripts/benchmarks/bench_train_step.py --out "$out/train_step" \
+    --upstream .upstream/VMamba --batch 128 --backends triton,mamba --compile --floor
+  step models 240 python3 scripts/benchmarks/bench_models.py --out "$out/models" --upstream .upstream/VMamba \
+    --backends triton,mamba --bf16-only --batches 256 --compile --models vmamba_b,vmamba_t,official,swin_b,convnext
+  ;;
+stages)
+  step backbones 200 python3 scripts/benchmarks/bench_backbones.py --out "$out/backbones.json" \
+    --upstream .upstream --batches 128,256
+  step transfer 120 python3 scripts/benchmarks/bench_transfer.py --device cuda --out "$out/transfer.json" \
+    --models vmamba_t deit_s convnext_b
+  step explain 100 python3 scripts/benchmarks/bench_explain.py --device cuda --n 32 --out "$out/explain.json"
+  ;;
+late)
+  [ -f scripts/benchmarks/bench_sharpness.py ] && step sharpness 120 python3 scripts/benchmarks/bench_sharpness.py \
+    --device cuda --out "$out/sharpness.json"
+  [ -f scripts/benchmarks/bench_distributed.py ] && step distributed 120 python3 scripts/benchmarks/bench_distributed.py \
+    --device cuda --out "$out/distributed.json"
+  ;;
+esac
+tar -czf "$out.tar.gz" -C "$(dirname "$out")" "$(basename "$out")" && mv "$out.tar.gz" "$out/../results-$part.tar.gz"
