@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 # One line per command module; importing a module registers its commands.
-for _mod in ("listing", "corrupt", "score", "report", "demo"):
+for _mod in ("listing", "corrupt", "score", "report", "demo", "sharpness"):
     try:
         importlib.import_module(f"robusteval.cli.{_mod}")
     except ModuleNotFoundError as _err:  # a stage not built yet is simply absent

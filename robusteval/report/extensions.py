@@ -46,7 +46,9 @@ SectionFn = Callable[[SectionContext], Section | None]
 SECTIONS: Registry[SectionFn] = Registry("report section")
 
 #: One line per module that registers a section; a module not written yet is skipped.
-SECTION_MODULES: list[str] = []
+SECTION_MODULES: list[str] = [
+    "robusteval.report.sharpness_section",
+]
 
 
 def register_section(name: str, *, order: int) -> Callable[[SectionFn], SectionFn]:
