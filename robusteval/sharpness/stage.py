@@ -248,7 +248,12 @@ def run_sharpness(
                     c0 = time.perf_counter()
                     op = H.hessian_operator(loaded.module, params, data)
                     eig = H.top_eigenvalues(
-                        op, k=req.top_k, tol=req.eig_tol, maxiter=req.eig_maxiter, seed=req.seed
+                        op,
+                        k=req.top_k,
+                        tol=req.eig_tol,
+                        maxiter=req.eig_maxiter,
+                        ncv=req.eig_ncv,
+                        seed=req.seed,
                     )
                     tr = H.hutchinson(op, probes=req.trace_probes, seed=req.seed) if req.trace else None
                     dens = (
