@@ -117,7 +117,7 @@ def main() -> None:
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "imagenet-val-1300"))
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--run", default="sharpness_real", help="run name (one per model: NAME_<model>)")
-    p.add_argument("--images", type=int, default=8)
+    p.add_argument("--images", type=int, default=32)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("--eig-tol", type=float, default=1e-2)

@@ -208,3 +208,23 @@ def test_cli_end_to_end_on_real_data_with_a_real_model(val1300: Path, tmp_path: 
     assert again.exit_code == 0 and "0 cells written, 2 already finished" in " ".join(again.output.split())
     bad = CliRunner().invoke(app, [*args[:-2], "--run", "x", "--scan-backend", "triton"])
     assert bad.exit_code == 2 and "no exact double backward" in " ".join(bad.output.split())
+
+
+def test_a_last_layer_block_on_its_recorded_inputs_is_the_same_hessian_block():
+    from robusteval.sharpness.stage import _HeadInputs
+
+    model = _tiny_vmamba()
+    data = _data((3, 16, 16), 3)
+    params = dict(H.param_groups(model, prefixes=["classifier"]))["classifier"]
+    heads = _HeadInputs(model, ["classifier", "layers.0"])
+    with torch.no_grad():
+        outs = [model(x) for x, _ in data]
+    heads.close()
+    assert heads.inputs("layers.0", outs) is None  # its output is not the logits
+    inputs = heads.inputs("classifier", outs)
+    full = H.hessian_operator(model, params, data)
+    short = H.hessian_operator(
+        model.get_submodule("classifier"), params, list(zip(inputs, [y for _, y in data]))
+    )
+    v = torch.randn(full.shape[0], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(short @ v, full @ v, rtol=1e-10, atol=1e-12)

@@ -152,6 +152,49 @@ def load_pixels(score_set, items, *, card, device: str):
     return x, torch.as_tensor(labels, dtype=torch.int64, device=device), ids, skips, view.describe()
 
 
+class _HeadInputs:
+    """Forward hooks on the groups' modules, to find a block that makes the logits itself.
+
+    For a group whose module's output *is* the model's output (the classifier), nothing below it
+    depends on its parameters, so its Hessian block is exactly the Hessian of the loss of that module
+    on its recorded inputs — the products then skip the backbone. Checked per batch by equality.
+    """
+
+    def __init__(self, model, groups: list[str]) -> None:
+        self.seen: dict[str, list] = {}
+        self.handles = []
+        for g in groups:
+            if g == "all":
+                continue
+            try:
+                sub = model.get_submodule(g)
+            except AttributeError:
+                continue
+            if not any(p.requires_grad for p in sub.parameters()):
+                continue
+            self.seen[g] = []
+
+            def hook(module, args, out, _g=g):
+                if len(args) == 1 and not isinstance(args[0], tuple):
+                    self.seen[_g].append((args[0].detach(), out.detach()))
+
+            self.handles.append(sub.register_forward_hook(hook))
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def inputs(self, group: str, outs: list):
+        got = self.seen.get(group)
+        if not got or len(got) != len(outs):
+            return None
+        if not all(
+            o.shape == out.shape and bool((o == out).all()) for (_, o), out in zip(got, outs, strict=True)
+        ):
+            return None
+        return [i for i, _ in got]
+
+
 def _loss_kind(loaded) -> str:
     info = getattr(loaded.module, "zero_shot_info", None)
     if loaded.card.kind == "clip" or info is not None:
@@ -239,14 +282,23 @@ def run_sharpness(
                 x, y, ids, skips, preprocess = load_pixels(score_set, items, card=loaded.card, device=device)
                 x = x.to(dtypes[req.dtype])
                 data = list(zip(x.split(req.batch_size), y.split(req.batch_size), strict=True))
+                heads = _HeadInputs(loaded.module, [g for g, _, _ in pending])
                 with torch.no_grad():
-                    logits = torch.cat([loaded.module(xb) for xb, _ in data])
+                    outs = [loaded.module(xb) for xb, _ in data]
+                    logits = torch.cat(outs)
+                heads.close()
+                with torch.no_grad():
                     loss = float(torch.nn.functional.cross_entropy(logits.double(), y))
                     top1 = float((logits.argmax(1) == y).double().mean())
                 sample_sha = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
                 for group, params, cell in pending:
                     c0 = time.perf_counter()
-                    op = H.hessian_operator(loaded.module, params, data)
+                    model_func, batches = loaded.module, data
+                    inputs = heads.inputs(group, outs)
+                    if inputs is not None:  # a last-layer block: its inputs do not depend on its parameters
+                        model_func = loaded.module.get_submodule(group)
+                        batches = list(zip(inputs, (b for _, b in data), strict=True))
+                    op = H.hessian_operator(model_func, params, batches)
                     eig = H.top_eigenvalues(
                         op,
                         k=req.top_k,
