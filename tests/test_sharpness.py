@@ -224,7 +224,7 @@ def test_a_last_layer_block_on_its_recorded_inputs_is_the_same_hessian_block():
     inputs = heads.inputs("classifier", outs)
     full = H.hessian_operator(model, params, data)
     short = H.hessian_operator(
-        model.get_submodule("classifier"), params, list(zip(inputs, [y for _, y in data]))
+        model.get_submodule("classifier"), params, list(zip(inputs, [y for _, y in data], strict=True))
     )
     v = torch.randn(full.shape[0], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     torch.testing.assert_close(short @ v, full @ v, rtol=1e-10, atol=1e-12)
