@@ -59,15 +59,20 @@ def _operator_class() -> type:
             params = list(self._params)
             with torch.enable_grad():
                 loss = self._loss_func(self._model_func(X), y)
-                grads = torch.autograd.grad(loss, params, create_graph=True)
+                # A parameter the loss does not use (or uses linearly) has zero Hessian rows.
+                grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+                used = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
                 k = int(M[0].shape[-1])
-                cols = []
+                out = [torch.zeros_like(m) for m in M]
                 for j in range(k):
                     hv = torch.autograd.grad(
-                        grads, params, grad_outputs=[m[..., j] for m in M], retain_graph=j < k - 1
-                    )
-                    cols.append([h.detach() for h in hv])
-            return [torch.stack([c[i] for c in cols], dim=-1) for i in range(len(params))]
+                        [grads[i] for i in used], params, grad_outputs=[M[i][..., j] for i in used],
+                        retain_graph=j < k - 1, allow_unused=True,
+                    )  # fmt: skip
+                    for i, h in enumerate(hv):
+                        if h is not None:
+                            out[i][..., j] = h.detach()
+            return out
 
     return _Operator
 

@@ -142,7 +142,7 @@ def load_pixels(score_set, items, *, card, device: str):
             continue
         if prepare is not None:
             arr = prepare(arr, pos)
-        imgs.append(torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).to(device))
+        imgs.append(torch.from_numpy(np.require(arr, requirements=["C", "W"])).permute(2, 0, 1).to(device))
         labels.append(it.label)
         ids.append(it.id)
     if not imgs:
