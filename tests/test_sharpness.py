@@ -228,3 +228,33 @@ def test_a_last_layer_block_on_its_recorded_inputs_is_the_same_hessian_block():
     )
     v = torch.randn(full.shape[0], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     torch.testing.assert_close(short @ v, full @ v, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["mobilenet_v2", "efficientnet_lite0"])
+def test_real_weights_lambda_max_and_trace_are_stable_across_sample_seeds(
+    model, val1300: Path, tmp_path: Path
+):
+    """The settings of scripts/sharpness_real.py (classifier block, 32 images): two seeds within SEED_RTOL."""
+    import importlib.util
+
+    from robusteval.sharpness.stage import SharpnessRequest, run_sharpness
+
+    spec = importlib.util.spec_from_file_location(
+        "sr", Path(__file__).parents[1] / "scripts" / "sharpness_real.py"
+    )
+    sr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sr)
+    got = {}
+    for seed in (0, 1):
+        req = SharpnessRequest(
+            models=[model], run="seeds", runs_dir=tmp_path, data=val1300, images=32, top_k=1, eig_tol=1e-2,
+            eig_ncv=6, trace=True, trace_probes=8, blocks=["classifier"], seed=seed,
+        )  # fmt: skip
+        (rec,) = run_sharpness(req).written
+        assert rec.eig_converged and rec.eig_residuals[0] < 0.05
+        got[seed] = rec
+    a, b = got[0], got[1]
+    assert a.sample_sha256 != b.sample_sha256
+    assert abs(a.lam_max - b.lam_max) / ((a.lam_max + b.lam_max) / 2) <= sr.SEED_RTOL
+    assert abs(a.trace - b.trace) / ((a.trace + b.trace) / 2) <= sr.SEED_RTOL
