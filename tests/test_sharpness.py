@@ -105,10 +105,14 @@ def test_hvp_matches_a_central_difference_of_gradients():
         return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])
 
     theta0 = torch.nn.utils.parameters_to_vector(params).detach().clone()
-    eps = 1e-4
-    fd = (grad_at(theta0 + eps * v) - grad_at(theta0 - eps * v)) / (2 * eps)
+    errors = []
+    for eps in (1e-5, 1e-6):
+        fd = (grad_at(theta0 + eps * v) - grad_at(theta0 - eps * v)) / (2 * eps)
+        errors.append(float(torch.linalg.norm(hv - fd) / torch.linalg.norm(fd)))
     torch.nn.utils.vector_to_parameters(theta0, params)
-    assert torch.linalg.norm(hv - fd) / torch.linalg.norm(fd) < 1e-6
+    # The central difference converges to Hv at second order (random-init patch_embed has large
+    # third derivatives, ~6e-5 relative at eps 1e-5): the gap shrinks ~100x per decade of eps.
+    assert errors[1] < 1e-5 and errors[1] < errors[0] / 30
 
 
 def test_exact_scan_is_the_reference_scan_and_differentiates_twice():
