@@ -125,10 +125,11 @@ def main() -> None:
     )
     print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
+        lam = "not converged" if r["lam_max"] is None else f"{r['lam_max']:.4g}"
         print(
             f"| {r['model']} | {r['device']} | {r['images']} | {r['input']} | {r['params'] / 1e6:.1f}M | "
             f"{r['grad_s']:.3g} | {r['hvp_s']:.3g} | {r['hvp_over_grad']:.2f} | {r['topk_trace_s']:.3g} | "
-            f"{r['eig_matvecs']}+{r['probes']} | {r['lam_max']:.4g} | {r['trace']:.4g} ± {r['trace_se']:.2g} |"
+            f"{r['eig_matvecs']}+{r['probes']} | {lam} | {r['trace']:.4g} ± {r['trace_se']:.2g} |"
         )
 
 
