@@ -66,8 +66,12 @@ def _exact_hessian(model: nn.Module, prefix: str | None, data) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "build,shape,classes,prefix",
-    [(_tiny_mlp, (6,), 4, None), (_tiny_vmamba, (3, 16, 16), 3, "layers.0.blocks.0.op")],
-    ids=["mlp-all", "vmamba-ss2d"],
+    [
+        pytest.param(_tiny_mlp, (6,), 4, None, id="mlp-all"),
+        pytest.param(
+            _tiny_vmamba, (3, 16, 16), 3, "layers.0.blocks.0.op", id="vmamba-ss2d", marks=pytest.mark.slow
+        ),
+    ],
 )
 def test_lambda_max_and_trace_match_the_exact_hessian(build, shape, classes, prefix):
     model = build()
