@@ -49,6 +49,7 @@ SECTIONS: Registry[SectionFn] = Registry("report section")
 SECTION_MODULES: list[str] = [
     "robusteval.report.transfer_section",
     "robusteval.report.explain_section",
+    "robusteval.report.sharpness_section",
 ]
 
 

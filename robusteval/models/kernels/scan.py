@@ -479,5 +479,5 @@ def _torch_backend() -> ScanOps:
 
 
 # Importing registers the other backends (they import nothing heavy at module level).
-from robusteval.models.kernels import triton_scan as scan_triton  # noqa: E402, F401
 from robusteval.models.kernels import mamba as scan_mamba  # noqa: E402, F401
+from robusteval.models.kernels import triton_scan as scan_triton  # noqa: E402, F401
