@@ -2,7 +2,7 @@
 
 A shifted cell is either a tree (``--sets``: the PNG the corrupt stage wrote) or on the fly (its
 score record's ``preprocess`` names the implementation and the seed): decode → resize 256 + center
-crop 224 (:func:`robusteval.datasets.decode.resize_center_crop`) → the set's op with the per-image
+crop 224 (:func:`robusteval.corrupt.spec.base_crop`) → the set's op with the per-image
 seed ``derive_seed(seed, set, severity, image id)``, the imgaug reference op per image or the
 batched torch op, as the run used.
 """
@@ -91,27 +91,21 @@ def regenerate(
     sets: Path | None = None,
 ) -> Images:  # fmt: skip
     """Decode the clean images (``--data``) and rebuild their shifted crops exactly."""
-    from robusteval.datasets.decode import BadImage, load_rgb, resize_center_crop
-    from robusteval.score.onthefly import BASE_CROP, BASE_RESIZE
+    from robusteval.corrupt.spec import base_crop, corruption
+    from robusteval.datasets.decode import BadImage, load_rgb
 
     clean_paths = _clean_paths(data)
     try:
         clean = [load_rgb(Path(_lookup(clean_paths, i, f"--data {data}"))) for i in ids]
-        crops = [resize_center_crop(im, resize=BASE_RESIZE, crop=BASE_CROP) for im in clean]
+        crops = [base_crop(im) for im in clean]
         if source.kind == "tree":
             tree = _tree_paths(sets, set_name, severity)
             shifted = [load_rgb(Path(_lookup(tree, i, f"--sets {sets}"))) for i in ids]
         elif source.impl == "torch":
             shifted = _torch_shift(crops, ids, set_name=set_name, severity=severity, seed=source.seed or 0)
         else:
-            from robusteval.corrupt.spec import get_spec
-            from robusteval.seeding import derive_seed
-
-            spec = get_spec(set_name)
-            shifted = [
-                spec.apply(c, severity=severity, seed=derive_seed(source.seed or 0, set_name, severity, i))
-                for c, i in zip(crops, ids, strict=True)
-            ]
+            c = corruption(set_name, severity=severity, seed=source.seed or 0)
+            shifted = [c.apply(crop, image_id=i) for crop, i in zip(crops, ids, strict=True)]
     except BadImage as err:
         raise UserError(f"cannot decode an image to explain: {err}") from None
     return Images(ids=tuple(ids), clean=clean, clean_crop=crops, shifted=shifted)

@@ -18,25 +18,32 @@ step() {  # step NAME SECONDS CMD...
 }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 case $part in
-kernels)
+kernels)  # the scan's tests, the training step, throughput beside Swin/ConvNeXt and the official code
   step scan_gpu_tests 170 python3 -m pytest -q -m gpu -x tests/test_scan_gpu.py
   step train_step 150 python3 scripts/benchmarks/bench_train_step.py --out "$out/train_step" \
     --upstream .upstream/VMamba --batch 128 --backends triton,mamba --compile --floor
   step models 240 python3 scripts/benchmarks/bench_models.py --out "$out/models" --upstream .upstream/VMamba \
     --backends triton,mamba --bf16-only --batches 256 --compile --models vmamba_b,vmamba_t,official,swin_b,convnext
   ;;
-stages)
-  step backbones 200 python3 scripts/benchmarks/bench_backbones.py --out "$out/backbones.json" \
+stages)  # the mamba path, the new backbones, transfer and explain
+  step scan_gpu_tests 120 python3 -m pytest -q -m gpu tests/test_scan_gpu.py
+  step models_mamba 90 python3 scripts/benchmarks/bench_models.py --out "$out/models_mamba" \
+    --upstream .upstream/VMamba --backends mamba --bf16-only --batches 256 --models vmamba_b,vmamba_t
+  step backbones 150 python3 scripts/benchmarks/bench_backbones.py --out "$out/backbones.json" \
     --upstream .upstream --batches 128,256
-  step transfer 120 python3 scripts/benchmarks/bench_transfer.py --device cuda --out "$out/transfer.json" \
+  step transfer 90 python3 scripts/benchmarks/bench_transfer.py --device cuda --out "$out/transfer.json" \
     --models vmamba_t deit_s convnext_b
-  step explain 100 python3 scripts/benchmarks/bench_explain.py --device cuda --n 32 --out "$out/explain.json"
+  step explain 70 python3 scripts/benchmarks/bench_explain.py --device cuda --n 32 --out "$out/explain.json"
   ;;
-late)
-  [ -f scripts/benchmarks/bench_sharpness.py ] && step sharpness 120 python3 scripts/benchmarks/bench_sharpness.py \
-    --device cuda --out "$out/sharpness.json"
-  [ -f scripts/benchmarks/bench_distributed.py ] && step distributed 120 python3 scripts/benchmarks/bench_distributed.py \
-    --device cuda --out "$out/distributed.json"
+late)  # sharpness, the distributed path at world size 1, the official training step
+  for m in vmamba_t swin_b convnext_b; do
+    step "sharpness_$m" 90 python3 scripts/benchmarks/bench_sharpness.py --device cuda --models "$m" \
+      --out "$out/sharpness_$m.json"
+  done
+  [ -f scripts/benchmarks/bench_distributed.py ] && step distributed 120 \
+    python3 scripts/benchmarks/bench_distributed.py --device cuda --out "$out/distributed.json"
+  step train_step_official 100 python3 scripts/benchmarks/bench_train_step.py --out "$out/train_official" \
+    --upstream .upstream/VMamba --batch 128 --backends mamba
   ;;
 esac
 tar -czf "$out.tar.gz" -C "$(dirname "$out")" "$(basename "$out")" && mv "$out.tar.gz" "$out/../results-$part.tar.gz"
