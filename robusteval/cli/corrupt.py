@@ -63,6 +63,10 @@ def corrupt(
         finally:
             if "ctx" in bar:
                 bar["ctx"].__exit__(None, None, None)
+    from robusteval.distributed import is_root
+
+    if not is_root():  # torchrun: rank 0 alone renders
+        return
     from rich.markup import escape
 
     sets = escape(", ".join(f"{name}:{','.join(map(str, sev))}" for name, sev in summary.sets))

@@ -158,7 +158,9 @@ def session(device: str) -> Iterator[tuple[World | None, str]]:
 
 
 @contextlib.contextmanager
-def root_only(enter: Callable[[], contextlib.AbstractContextManager], *, world: World | None, what: str) -> Iterator[None]:
+def root_only(
+    enter: Callable[[], contextlib.AbstractContextManager], *, world: World | None, what: str
+) -> Iterator[None]:
     """Rank 0 enters ``enter()`` (e.g. the run's lock) for the block; the others do not.
 
     A :class:`UserError` raised while rank 0 enters (the run is held by another process) is sent to

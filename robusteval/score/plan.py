@@ -137,6 +137,8 @@ def plan_streams(
         p.stream = len(streams)
         streams.append(stream)
         start = len(jobs)
-        jobs += plan_jobs(len(s.items), stream=p.stream, batch_size=req.batch_size, positions=shard(len(s.items)))
+        jobs += plan_jobs(
+            len(s.items), stream=p.stream, batch_size=req.batch_size, positions=shard(len(s.items))
+        )
         p.jobs = range(start, len(jobs))
     return streams, jobs
