@@ -191,7 +191,11 @@ def shard(n_items: int, world: World | None) -> range:
 
 
 def _failed(world: World, what: str, err: BaseException) -> UserError:
-    detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    import re
+
+    # first line, without the C++ source locations gloo/NCCL put in brackets
+    text = re.sub(r"\[[^\]]*\]\s*", "", str(err)).strip()
+    detail = text.splitlines()[0][:160] if text else type(err).__name__
     return UserError(
         f"distributed run failed at {what} on rank {world.rank} of {world.size}: another rank died or "
         f"did not answer within {timeout_s():g} s ({detail})",

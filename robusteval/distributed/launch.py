@@ -96,8 +96,11 @@ def launch(nproc: int, stage_argv: Sequence[str], *, env: dict[str, str] | None 
     rank = re.search(r"rank\s*:\s*(\d+)", report)
     code = re.search(r"exitcode\s*:\s*(-?\d+)", report)
     who = f"rank {rank.group(1)}" if rank else "a rank"
-    how = f" with exit code {code.group(1)}" if code else ""
+    status = int(code.group(1)) if code else None
+    how = (
+        "" if status is None else f" (killed by signal {-status})" if status < 0 else f" (exit code {status})"
+    )
     raise UserError(
-        f"distributed run of {nproc} processes failed: {who} exited{how}",
+        f"distributed run of {nproc} processes failed: {who} stopped{how}",
         hint="finished work is kept: re-run the same command (any number of processes) to resume",
     )
