@@ -25,8 +25,8 @@ from robusteval.errors import UserError
 from robusteval.runs import TIMING_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
-SCORE = ["-m", "mobilenet_v2", "-t", "c_gaussian_noise", "-s", "1", "2", "--device", "cpu", "--workers", "0"]
-SCORE += ["--batch-size", "2"]
+COMMON = ["-m", "mobilenet_v2", "--device", "cpu", "--workers", "0", "--batch-size", "2"]
+SCORE = [*COMMON, "-t", "c_gaussian_noise", "-s", "1", "2"]
 IGNORED = (*TIMING_FIELDS, "command", "run")
 
 
@@ -172,17 +172,18 @@ def test_score_on_k_ranks_equals_single_process(small_val, reference, tmp_path, 
 
 @pytest.mark.slow
 def test_resume_across_world_sizes(small_val, reference, tmp_path):
-    base = [*SCORE, "--data", str(small_val), "--runs-dir", str(tmp_path)]
-    # 2 ranks score one on-the-fly cell + clean, 1 process finishes the run
-    part = [a for a in base if a != "2"]  # severities: 1 only
-    rc, err = _finish(_torchrun(2, ["score", *part, "--run-name", "a"]))
+    where = ["--data", str(small_val), "--runs-dir", str(tmp_path)]
+    base = [*SCORE, *where]
+    # 2 ranks score clean + severity 1, then 1 process finishes the run
+    rc, err = _finish(
+        _torchrun(2, ["score", *COMMON, *where, "-t", "c_gaussian_noise", "-s", "1", "--run-name", "a"])
+    )
     assert rc == 0, err
     assert len(_cells(tmp_path / "a")) == 2
     _single(["score", *base, "--run", "a"])
     assert _cells(tmp_path / "a") == reference
     # the reverse: 1 process scores clean only, 3 ranks finish
-    clean_only = [a for a in base if a not in ("-t", "c_gaussian_noise", "-s", "1", "2")]
-    _single(["score", *clean_only, "--run", "b"])
+    _single(["score", *COMMON, *where, "--run", "b"])
     assert len(_cells(tmp_path / "b")) == 1
     rc, err = _finish(_torchrun(3, ["score", *base, "--run-name", "b"]))
     assert rc == 0, err
