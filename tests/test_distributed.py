@@ -240,6 +240,7 @@ def test_a_failed_rank_fails_the_run_in_bounded_time_and_resume_completes(
         os.kill(pid, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
         _, err = proc.communicate(timeout=timeout + 90)
         elapsed = time.monotonic() - t0
+        print(f"\n{fault}: the run failed {elapsed:.1f} s after the fault; last line: {err.splitlines()[-1]}")
     finally:
         if proc.poll() is None:
             proc.kill()

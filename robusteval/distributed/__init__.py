@@ -18,7 +18,8 @@ Timeout: every collective fails after ``ROBUSTEVAL_DIST_TIMEOUT`` seconds (defau
 :data:`DEFAULT_TIMEOUT_S`) — a rank that died or hangs then fails the whole run with a one-line
 :class:`~robusteval.errors.UserError` on the ranks still alive, and torchrun stops the rest. A rank
 that dies outright is usually noticed at once (gloo/NCCL see the closed connection, torchrun sees
-the exit); the timeout bounds the hang case. Finished cells are on disk, so re-running the command
+the exit); the timeout bounds the hang case (gloo raises on the waiting ranks; NCCL's watchdog
+aborts them, which torchrun reports the same way). Finished cells are on disk, so re-running the command
 (at any world size) resumes.
 """
 
