@@ -75,6 +75,19 @@ def test_launcher_strips_its_options_and_renames_run():
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
 
 
+def test_launcher_names_the_root_cause_first():
+    from robusteval.distributed.launch import _failures
+
+    report = (
+        "Failures:\n[1]:\n  time : t\n  rank      : 0 (local_rank: 0)\n  exitcode  : -15 (pid: 6)\n----\n"
+        "Root Cause (first observed failure):\n[0]:\n  rank      : 1 (local_rank: 1)\n  exitcode  : 2 (pid: 7)\n"
+    )
+    cut = report.find("Root Cause")
+    assert _failures(report[cut:]) + _failures(report[:cut]) == [
+        "rank 1 stopped (exit code 2)", "rank 0 stopped (killed by signal 15)",
+    ]  # fmt: skip
+
+
 def test_more_gpus_than_present_is_one_line_error():
     import torch
 
@@ -248,6 +261,8 @@ def test_a_failed_rank_fails_the_run_in_bounded_time_and_resume_completes(
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert "Traceback" not in err, err
     assert lines[-1].startswith("error: distributed run of 2 processes failed: rank"), err
+    if fault == "kill":
+        assert "failed: rank 1 stopped (killed by signal 9)" in lines[-1], err
     if fault == "hang":  # rank 0 gave up at its next collective, after the timeout
         assert any(f"did not answer within {timeout} s" in ln for ln in lines), err
         assert elapsed < timeout + 60

@@ -93,14 +93,28 @@ def launch(nproc: int, stage_argv: Sequence[str], *, env: dict[str, str] | None 
     cut = text.rfind("Traceback (most recent call last)")
     sys.stderr.write(text[:cut])
     report = text[cut:]
-    rank = re.search(r"rank\s*:\s*(\d+)", report)
-    code = re.search(r"exitcode\s*:\s*(-?\d+)", report)
-    who = f"rank {rank.group(1)}" if rank else "a rank"
-    status = int(code.group(1)) if code else None
-    how = (
-        "" if status is None else f" (killed by signal {-status})" if status < 0 else f" (exit code {status})"
-    )
+    root = report.find("Root Cause")
+    found = _failures(report[root:] if root >= 0 else report) + _failures(report[:root] if root >= 0 else "")
+    who = ", then ".join(dict.fromkeys(found)) or "a rank stopped"
     raise UserError(
-        f"distributed run of {nproc} processes failed: {who} stopped{how}",
+        f"distributed run of {nproc} processes failed: {who}",
         hint="finished work is kept: re-run the same command (any number of processes) to resume",
     )
+
+
+def _failures(report: str) -> list[str]:
+    """``rank R stopped (...)`` for each failure block of torchrun's report, in its order."""
+    out = []
+    for block in re.split(r"\n\[\d+\]:", report)[1:]:
+        rank = re.search(r"rank\s*:\s*(\d+)", block)
+        code = re.search(r"exitcode\s*:\s*(-?\d+)", block)
+        status = int(code.group(1)) if code else None
+        how = (
+            ""
+            if status is None
+            else f" (killed by signal {-status})"
+            if status < 0
+            else f" (exit code {status})"
+        )
+        out.append(f"rank {rank.group(1) if rank else '?'} stopped{how}")
+    return out
