@@ -104,6 +104,8 @@ def overhead(args, work: Path) -> dict:
         score += ["-t", *args.transforms.split(","), "-s", *args.severities.split(",")]
     if args.workers is not None:
         score += ["--workers", str(args.workers)]
+    if args.weights:
+        score += ["--weights", args.weights]
     rates: dict[str, list[float]] = {"plain": [], "torchrun1": []}
     runs = {}
     for rep in range(args.reps):
@@ -182,6 +184,7 @@ def main() -> None:
     p.add_argument("--tiny", action="store_true", help="CPU smoke test: 8 images, 1 rep, small gathers")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--model", default="mobilenet_v2")
+    p.add_argument("--weights", default=None, help="passed to score, e.g. none (random init) for convnext_b")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "imagenet-val-1300"))
     p.add_argument("--images", type=int, default=0, help="use the first N images of --data (0: all)")
     p.add_argument("--transforms", default="c_gaussian_noise,c_contrast", help="on the fly, comma separated")
