@@ -68,6 +68,10 @@ def corrupt(
         finally:
             if "ctx" in bar:
                 bar["ctx"].__exit__(None, None, None)
+    from robusteval.distributed import is_root
+
+    if not is_root():  # torchrun: rank 0 alone renders
+        return
     sets = escape(", ".join(f"{name}:{','.join(map(str, sev))}" for name, sev in summary.sets))
     console.print(
         f"[bold green]done[/] {summary.n_images} images × \\[{sets}] → {escape(str(summary.out))}: "

@@ -24,7 +24,12 @@ def score(
     models: Annotated[
         list[str], typer.Option("--models", "-m", help="model names: space or comma separated, or repeated")
     ],
-    run: Annotated[str, typer.Option("--run", help="run name: results go to RUNS_DIR/NAME/")],
+    run: Annotated[
+        str,
+        typer.Option(
+            "--run", "--run-name", help="run name: results go to RUNS_DIR/NAME/ (under torchrun: --run-name)"
+        ),
+    ],
     sets: Annotated[
         Path | None, typer.Option("--sets", help="corrupted tree (--out of `robusteval corrupt`)")
     ] = None,
@@ -97,12 +102,24 @@ def score(
             show_default=False,
         ),
     ] = None,
+    gpus: Annotated[
+        int | None,
+        typer.Option(min=1, help="launch torchrun with N processes, one per GPU of this node (NCCL)"),
+    ] = None,
+    procs: Annotated[
+        int | None,
+        typer.Option(min=1, help="launch torchrun with N processes on any device (with --device cpu: gloo)"),
+    ] = None,
 ) -> None:
     """Score models on clean, corrupted and OOD sets (each image decoded once, resumable per cell)."""
+    from robusteval.distributed import is_root
     from robusteval.runs import Record
     from robusteval.score.engine import ScoreRequest, run_score
     from robusteval.score.sets import parse_pairs
 
+    if gpus or procs:
+        _launch(gpus=gpus, procs=procs)
+        return
     with user_errors():
         names = split_names(transforms)
         if suite:
@@ -149,8 +166,28 @@ def score(
         finally:
             if "ctx" in bar:
                 bar["ctx"].__exit__(None, None, None)
+    if not is_root():  # torchrun: rank 0 alone renders
+        return
     console.print(
         f"[bold green]done[/] {len(summary.written)} cells written, {summary.reused} already finished, "
         f"{summary.skipped_images} images skipped, {summary.seconds:.1f} s → {escape(str(summary.run_dir))}",
         soft_wrap=True,
     )
+
+
+def _launch(*, gpus: int | None, procs: int | None) -> None:
+    """``--gpus N`` / ``--procs N``: the same command under torchrun (robusteval.distributed.launch)."""
+    import sys
+
+    from robusteval.distributed.launch import check_gpus, launch, strip_launch_options
+
+    with user_errors():
+        if gpus and procs:
+            from robusteval.errors import UserError
+
+            raise UserError("pass --gpus N or --procs N, not both")
+        if gpus:
+            check_gpus(gpus)
+        rc = launch(gpus or procs or 1, strip_launch_options(sys.argv[1:]))
+    if rc:
+        raise typer.Exit(rc)

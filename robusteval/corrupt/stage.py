@@ -9,6 +9,7 @@ the manifest and the files agree is finished, so a killed run resumes to identic
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import os
 import time
@@ -192,32 +193,71 @@ def run_corrupt(
     class with ``seed``. ``workers``: processes (default: all cores). ``progress(n)`` is called with
     the number of outputs just finished; ``on_total(n)`` once with the number planned.
     Raises :class:`UserError` when no usable image was found.
+
+    Launched by torchrun, the pending images are sharded over the ranks in chunks of
+    :data:`CHUNK_PER_RANK` per rank (:func:`robusteval.distributed.shard`); each rank writes its own
+    PNGs, and rank 0 appends every rank's manifest records in plan order, so the tree and the
+    manifest (bar its start time) equal a single-process run's. The callbacks run on rank 0.
     """
+    from robusteval.distributed import from_env, session
+
+    kwargs = dict(
+        data=data, out=out, transforms=transforms, suite=suite, severities=severities, labels=labels,
+        per_class=per_class, seed=seed, workers=workers, verify=verify,
+    )  # fmt: skip
+    if from_env() is None:
+        return _run_corrupt(**kwargs, progress=progress, on_total=on_total, on_skip=on_skip, world=None)
+    with session("cpu") as (world, _):  # numpy work: gloo, whatever the node has
+        if not world.root:
+            progress = on_total = on_skip = None
+        return _run_corrupt(**kwargs, progress=progress, on_total=on_total, on_skip=on_skip, world=world)
+
+
+#: Images per rank between two gathers of a distributed run (the resume granularity).
+CHUNK_PER_RANK = 32
+
+
+def _run_corrupt(
+    *, data, out, transforms, suite, severities, labels, per_class, seed, workers, verify, progress,
+    on_total, on_skip, world,
+) -> CorruptSummary:  # fmt: skip
+    root = world is None or world.root
     t0 = time.perf_counter()
     sets = resolve_sets(transforms=transforms, suite=suite, severities=severities)
     ds = read_dataset(Path(data), labels=labels)
     if per_class:
         ds = sample_per_class(ds, per_class=per_class, seed=seed)
     out = writable_dir(Path(out), option="--out")
-    with dir_lock(out, busy=f"--out {out} is being written by another `robusteval corrupt`",
-                  hint="wait for it, or pass a different --out"):  # fmt: skip
-        _check_sample(out, ds, per_class=per_class)
+    lock = (
+        dir_lock(out, busy=f"--out {out} is being written by another `robusteval corrupt`",
+                 hint="wait for it, or pass a different --out")
+        if root else contextlib.nullcontext()
+    )  # fmt: skip
+    with lock:
+        if root:
+            _check_sample(out, ds, per_class=per_class)
         return _run_locked(
             ds, sets, data=data, out=out, per_class=per_class, seed=seed, workers=workers, verify=verify,
-            progress=progress, on_total=on_total, on_skip=on_skip, t0=t0,
+            progress=progress, on_total=on_total, on_skip=on_skip, t0=t0, world=world,
         )  # fmt: skip
 
 
 def _run_locked(ds: Dataset, sets, *, data, out: Path, per_class, seed, workers, verify, progress, on_total,
-                on_skip, t0: float) -> CorruptSummary:  # fmt: skip
-    _remove_stale_temps(out)
+                on_skip, t0: float, world) -> CorruptSummary:  # fmt: skip
+    from robusteval.distributed import barrier, broadcast_from_root
+
+    root = world is None or world.root
+    if root:  # before any rank writes: another rank's temp files are not stale
+        _remove_stale_temps(out)
+    barrier("clearing temp files")
     summary = CorruptSummary(out=out, n_images=len(ds.samples), sets=[(s.name, v) for s, v in sets])
     manifest = Manifest(out / MANIFEST, header=lambda: _run_header(
         ds, data=data, per_class=per_class, seed=seed, sets=sets))  # fmt: skip
-    for skip in (s.as_dict() for s in ds.skips):
+    for skip in (s.as_dict() for s in ds.skips) if root else ():
         manifest.skip(skip, on_skip)
     per_image = sum(len(v) for _, v in sets)
-    planned = list(_plan(ds, sets, _finished(out, verify=verify), seed=seed))
+    done = broadcast_from_root(_finished(out, verify=verify) if root else None, "reading the manifest")
+    planned = list(_plan(ds, sets, done, seed=seed))
     plan = [(sample, targets) for sample, targets, _ in planned]
     summary.replaced = sum(r for _, _, r in planned)
     summary.reused = len(ds.samples) * per_image - sum(len(t) for _, t in plan)
@@ -227,7 +267,11 @@ def _run_locked(ds: Dataset, sets, *, data, out: Path, per_class, seed, workers,
         progress(summary.reused)
     bad = 0
     failures: list[str] = []
-    for records, skip in _map(plan, out=out, seed=seed, workers=workers, failures=failures):
+    results = (
+        _map(plan, out=out, seed=seed, workers=workers, failures=failures) if world is None
+        else _sharded(plan, out=out, seed=seed, workers=workers, world=world, failures=failures)
+    )  # fmt: skip
+    for records, skip in results:
         if skip is not None:
             bad += 1
             manifest.skip(skip, on_skip)
@@ -246,6 +290,8 @@ def _run_locked(ds: Dataset, sets, *, data, out: Path, per_class, seed, workers,
             f"the {summary.written + summary.reused} finished outputs are recorded",
             hint="fix the cause and re-run the same command to resume",
         )
+    if not root:
+        return summary
     if not ds.samples or (plan and bad == len(plan) and summary.reused == 0):
         raise UserError(
             f"no usable image under {data} ({len(summary.skips)} skipped)",
@@ -351,6 +397,25 @@ IN_FLIGHT_PER_WORKER = 4
 def _one_line(err: BaseException) -> str:
     text = str(err).splitlines()[0] if str(err) else ""
     return text if isinstance(err, UserError) else f"{err.__class__.__name__}: {text}".rstrip(": ")
+
+
+def _sharded(plan, *, out: Path, seed: int, workers: int | None, world, failures: list[str]):
+    """Distributed :func:`_map`: this rank's share of each chunk; on rank 0, every rank's results of
+    the chunk in plan order (the other ranks yield nothing)."""
+    from robusteval.distributed import gather_to_root, shard
+
+    step = CHUNK_PER_RANK * world.size
+    chunks = [plan[lo : lo + step] for lo in range(0, len(plan), step)]
+    mine = [[chunk[i] for i in shard(len(chunk), world)] for chunk in chunks]
+    results = _map(
+        [item for part in mine for item in part], out=out, seed=seed, workers=workers, failures=failures
+    )
+    for part in mine:
+        got = [next(results) for _ in part]
+        parts = gather_to_root(got, "a corrupt chunk")
+        if parts is not None:  # the shards are contiguous blocks in rank order: concatenation is plan order
+            yield from (r for p in parts for r in p)
+    results.close()  # shuts the worker pool down
 
 
 def _run_header(ds: Dataset, *, data: Path, per_class: int | None, seed: int, sets) -> dict[str, Any]:

@@ -12,6 +12,7 @@ together, metrics), ``img_per_s`` the images of the pass over it — end-to-end 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -42,8 +43,31 @@ def run_score(
     ``progress(n)`` with the images just finished; ``on_message(line)`` with one-line notes (skipped
     images, cells reused from an earlier run, CUDA OOM step-downs); ``on_cell(record)`` with each
     cell's record as soon as it is written.
+
+    Launched by torchrun (``RANK``/``WORLD_SIZE`` set), every rank scores its shard of each pass
+    and rank 0 writes (:mod:`robusteval.distributed`); the callbacks then run on rank 0 only and
+    count its shard; the other ranks return an empty summary.
     """
+    from robusteval.distributed import from_env, session
+
+    if from_env() is None:
+        return _run_score(
+            req, progress=progress, on_total=on_total, on_message=on_message, on_cell=on_cell, world=None
+        )
+    with session(resolve_device(req.device)) as (world, device):
+        # the command recorded is the one typed, not the per-rank device
+        req = dataclasses.replace(req, device=device, command=req.command or request_command(req))
+        if not world.root:
+            progress = on_total = on_message = on_cell = None
+        return _run_score(
+            req, progress=progress, on_total=on_total, on_message=on_message, on_cell=on_cell, world=world
+        )
+
+
+def _run_score(req: ScoreRequest, *, progress, on_total, on_message, on_cell, world) -> ScoreSummary:
     import torch
+
+    from robusteval.distributed import broadcast_from_root, root_only, shard
 
     t0 = time.perf_counter()
     notify = on_message or (lambda msg: None)
@@ -71,8 +95,8 @@ def run_score(
         raise UserError(f"--amp {amp!r}: expected one of {', '.join(AMP_MODES)}")
     sets = build_sets(req, notify=notify)
     summary = ScoreSummary(run_dir=store.dir)
-    with store.lock():
-        finished = store.finished()
+    with root_only(store.lock, world=world, what="locking the run"):
+        finished = broadcast_from_root(store.finished() if world is None or world.root else None, "planning")
         passes, planned = [], set()
         stale: list[str] = []
         matched: set[str] = set()  # finished cells reused in this call
@@ -109,19 +133,21 @@ def run_score(
             return summary
         needed = [m for m in req.models if any(c.model == m for p in passes for c in p.cells)]
         workers = req.workers if req.workers is not None else default_workers()
-        streams, jobs = plan_streams(passes, req=req, device=device, workers=workers)
+        streams, jobs = plan_streams(
+            passes, req=req, device=device, workers=workers, shard=lambda n: shard(n, world)
+        )
         # decoding starts now, while the models load
         batches = iter_batches(streams, jobs, device=device, workers=workers)
         try:
             with torch.inference_mode():
                 models = _load_models(req, needed, device=device, amp=amp, notify=notify)
                 if on_total:
-                    on_total(sum(len(p.set.items) for p in passes))
+                    on_total(sum(len(shard(len(p.set.items), world)) for p in passes))
                 ctx = Context(
                     req=req, store=store, device=device, amp=amp, models=models, notify=notify,
                     progress=progress or (lambda n: None), summary=summary, versions=device_versions(device),
                     device_label=device_label(device), on_cell=on_cell or (lambda rec: None),
-                    identity={id(p.set): p.set.identity() for p in passes},
+                    identity={id(p.set): p.set.identity() for p in passes}, world=world,
                 )  # fmt: skip
                 execute(passes, batches, ctx)
         except RuntimeError as err:  # torch's SIGCHLD handler raises this anywhere once a worker dies

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from robusteval.runs import Record, RunStore
 from robusteval.score.plan import Pass
 from robusteval.score.request import ScoreRequest, ScoreSummary
 from robusteval.score.runner import ResidentModel
-from robusteval.score.write import write_cell
+from robusteval.score.write import gather_shards, write_cell
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Context:
     identity: dict[int, str] = field(default_factory=dict)  # id(set) → ScoreSet.identity()
     warned: set = field(default_factory=set)
     cache: list = field(default_factory=list)  # [(positions, uint8 NCHW, skips)] clean 224 crops
+    world: Any = None  # robusteval.distributed.World when launched by torchrun, else None
 
 
 def execute(passes: list[Pass], batches: Iterator, ctx: Context) -> None:
@@ -69,6 +71,7 @@ class Acc:
     positions: list = field(default_factory=list)
     top5: list = field(default_factory=list)
     prob: list = field(default_factory=list)
+    host: tuple | None = None  # (positions, top5, top5_prob) host arrays merged from every rank
 
 
 def _run_pass(p: Pass, batches: Iterator, ctx: Context) -> None:
@@ -128,6 +131,11 @@ def _run_pass(p: Pass, batches: Iterator, ctx: Context) -> None:
                     acc.prob.append(top.values)
         n_images += len(batch) + len(batch.skips)
         ctx.progress(len(batch) + len(batch.skips))
+    if ctx.world is not None:  # every rank's shard to rank 0; the others write nothing
+        merged = gather_shards(p, accs, skips=skips, decoders=decoders, n_images=n_images)
+        if merged is None:
+            return
+        accs, skips, decoders, n_images = merged
     seconds = time.perf_counter() - t0
     ctx.summary.images += n_images
     ctx.summary.skipped_images += len(skips)

@@ -70,11 +70,13 @@ class DeviceBatch:
         return len(self.positions)
 
 
-def plan_jobs(n_items: int, *, stream: int, batch_size: int) -> list[Job]:
-    """Consecutive batches of ``batch_size`` positions over ``n_items`` items of ``stream``."""
-    return [
-        Job(stream, tuple(range(lo, min(lo + batch_size, n_items)))) for lo in range(0, n_items, batch_size)
-    ]
+def plan_jobs(
+    n_items: int, *, stream: int, batch_size: int, positions: Sequence[int] | None = None
+) -> list[Job]:
+    """Consecutive batches of ``batch_size`` positions over ``n_items`` items of ``stream``
+    (or over ``positions`` only, in their order: a distributed rank's shard)."""
+    pos = tuple(range(n_items) if positions is None else positions)
+    return [Job(stream, pos[lo : lo + batch_size]) for lo in range(0, len(pos), batch_size)]
 
 
 def _jpeg_bytes(path: str) -> bytes | None:

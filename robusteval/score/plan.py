@@ -109,8 +109,14 @@ def use_nvjpeg(req: ScoreRequest, *, device: str, workers: int) -> bool:
     return req.gpu_decode
 
 
-def plan_streams(passes: list[Pass], *, req: ScoreRequest, device: str, workers: int) -> tuple[list, list]:
-    """Give each decoded pass its stream and jobs; on-the-fly torch passes share one clean cache."""
+def plan_streams(
+    passes: list[Pass], *, req: ScoreRequest, device: str, workers: int, shard: Callable[[int], range] = range
+) -> tuple[list, list]:
+    """Give each decoded pass its stream and jobs; on-the-fly torch passes share one clean cache.
+
+    ``shard(n)``: the positions of a set of ``n`` items this process decodes (all of them unless
+    the run is distributed: :func:`robusteval.distributed.shard`).
+    """
     from robusteval.score.loader import Stream, plan_jobs
     from robusteval.score.onthefly import CropAndCorrupt
 
@@ -137,6 +143,8 @@ def plan_streams(passes: list[Pass], *, req: ScoreRequest, device: str, workers:
         p.stream = len(streams)
         streams.append(stream)
         start = len(jobs)
-        jobs += plan_jobs(len(s.items), stream=p.stream, batch_size=req.batch_size)
+        jobs += plan_jobs(
+            len(s.items), stream=p.stream, batch_size=req.batch_size, positions=shard(len(s.items))
+        )
         p.jobs = range(start, len(jobs))
     return streams, jobs
