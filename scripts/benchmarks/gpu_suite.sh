@@ -35,15 +35,15 @@ stages)  # the mamba path, the new backbones, transfer and explain
     --models vmamba_t deit_s convnext_b
   step explain 70 python3 scripts/benchmarks/bench_explain.py --device cuda --n 32 --out "$out/explain.json"
   ;;
-late)  # sharpness, the distributed path at world size 1, the official training step
-  for m in vmamba_t swin_b convnext_b; do
-    step "sharpness_$m" 90 python3 scripts/benchmarks/bench_sharpness.py --device cuda --models "$m" \
-      --out "$out/sharpness_$m.json"
+late)  # the distributed path at world size 1, gradient-CAM maps/s, sharpness cost
+  step distributed 170 python3 scripts/benchmarks/bench_distributed.py --device cuda --model convnext_b \
+    --weights none --data robusteval/assets/modelvshuman16 --out "$out/distributed.json"
+  step explain_cam 80 python3 scripts/benchmarks/bench_explain.py --device cuda --n 32 \
+    --methods gradcam,hirescam,layercam --models mobilenet_v2,convnext_b,swin_b,vmamba_t --out "$out/explain_cam.json"
+  for m in vmamba_t convnext_b; do
+    step "sharpness_$m" 80 python3 scripts/benchmarks/bench_sharpness.py --device cuda --models "$m" \
+      --images 256 --probes 10 --out "$out/sharpness_$m.json"
   done
-  [ -f scripts/benchmarks/bench_distributed.py ] && step distributed 120 \
-    python3 scripts/benchmarks/bench_distributed.py --device cuda --out "$out/distributed.json"
-  step train_step_official 100 python3 scripts/benchmarks/bench_train_step.py --out "$out/train_official" \
-    --upstream .upstream/VMamba --batch 128 --backends mamba
   ;;
 esac
 tar -czf "$out.tar.gz" -C "$(dirname "$out")" "$(basename "$out")" && mv "$out.tar.gz" "$out/../results-$part.tar.gz"
