@@ -74,3 +74,16 @@ class Registry(Generic[F]):
 
     def names(self) -> list[str]:
         return list(self._entries)
+
+
+def import_modules(modules: list[str]) -> None:
+    """Import each module so its ``@register`` decorators run; a module that does not exist (a
+    stage not built or not installed) is skipped, but an import error inside one is raised."""
+    import importlib
+
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as err:
+            if err.name != mod:
+                raise

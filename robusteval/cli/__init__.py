@@ -6,9 +6,9 @@ commands on :data:`app` when imported.
 
 from __future__ import annotations
 
-import importlib
-
 import typer
+
+from robusteval.registry import import_modules
 
 app = typer.Typer(
     name="robusteval",
@@ -30,9 +30,4 @@ COMMAND_MODULES = (
     "explain",
     "sharpness",
 )
-for _mod in COMMAND_MODULES:
-    try:
-        importlib.import_module(f"robusteval.cli.{_mod}")
-    except ModuleNotFoundError as _err:  # a stage not built yet is simply absent
-        if _err.name != f"robusteval.cli.{_mod}":
-            raise
+import_modules([f"robusteval.cli.{name}" for name in COMMAND_MODULES])

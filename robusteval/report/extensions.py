@@ -13,14 +13,13 @@ tables a section returns are written beside the score tables (CSV + JSON).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from robusteval.registry import Registry
+from robusteval.registry import Registry, import_modules
 
 
 @dataclass(frozen=True)
@@ -59,12 +58,7 @@ def register_section(name: str, *, order: int) -> Callable[[SectionFn], SectionF
 
 
 def load_sections() -> None:
-    for mod in SECTION_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as err:
-            if err.name != mod:
-                raise
+    import_modules(SECTION_MODULES)
 
 
 def render_sections(ctx: SectionContext) -> list[Section]:

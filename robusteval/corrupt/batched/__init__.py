@@ -29,11 +29,9 @@ Modules listed in :data:`BATCH_OP_MODULES` are imported on first use.
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 
-from robusteval.registry import Registry
+from robusteval.registry import Registry, import_modules
 
 BATCH_OPS: Registry = Registry("batched torch op")
 
@@ -51,12 +49,7 @@ def register_batch_op(op: str, **meta):
 
 
 def load_batch_ops() -> None:
-    for mod in BATCH_OP_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as err:
-            if err.name != mod:
-                raise
+    import_modules(BATCH_OP_MODULES)
 
 
 def has_batch_op(op: str) -> bool:
