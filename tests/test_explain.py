@@ -3,9 +3,7 @@ faithfulness relations on real weights and real images, and the CLI end to end (
 
 from __future__ import annotations
 
-import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +21,9 @@ from robusteval.explain.layers import LAYOUTS, cam_target  # noqa: E402
 from robusteval.explain.methods import METHODS, compute_maps  # noqa: E402
 from robusteval.explain.records import ExplainRecord  # noqa: E402
 from robusteval.explain.stage import load_explain_model, model_inputs  # noqa: E402
+from tests.helpers import val_rows, val_subset
 
 REAL = ("mobilenet_v2", "efficientnet_lite0")
-
-
-def _rows(val: Path, n: int) -> list[dict]:
-    with (val / "labels.csv").open(newline="") as fh:
-        return list(csv.DictReader(fh))[:n]
 
 
 def _load(name: str, weights: str = "default"):
@@ -80,7 +74,7 @@ def test_every_family_gives_cam_maps(name, size):
 def _clean_batch(val1300: Path, card, n: int):
     from robusteval.datasets.decode import load_rgb
 
-    images = [load_rgb(val1300 / r["path"]) for r in _rows(val1300, n)]
+    images = [load_rgb(val1300 / r["path"]) for r in val_rows(val1300)[:n]]
     return model_inputs(card, images, mode="eval", device="cpu")[0]
 
 
@@ -143,22 +137,10 @@ def test_methods_registry_is_complete():
     )
 
 
-def _subset(val1300: Path, dst: Path, n: int) -> Path:
-    (dst / "images").mkdir(parents=True, exist_ok=True)
-    rows = _rows(val1300, n)
-    with (dst / "labels.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "class_index", "wnid"])
-        for r in rows:
-            shutil.copy(val1300 / r["path"], dst / r["path"])
-            w.writerow([r["path"], r["class_index"], r["wnid"]])
-    return dst
-
-
 def test_cli_score_explain_report(val1300, tmp_path):
     """score mobilenet_v2 on 40 real images with on-the-fly perspective, explain its flips, report."""
     _load("mobilenet_v2")
-    data = _subset(val1300, tmp_path / "val", 40)
+    data = val_subset(val1300, tmp_path / "val", val_rows(val1300)[:40])
     runs = tmp_path / "runs"
     common = ["--run", "e2e", "--runs-dir", str(runs)]
     res = CliRunner().invoke(app, ["score", "--models", "mobilenet_v2", "--data", str(data), "--transforms",
