@@ -10,6 +10,7 @@ from pathlib import Path
 
 from robusteval.errors import UserError
 from robusteval.report import figures
+from robusteval.report.document import render_report, render_summary
 from robusteval.report.extensions import SectionContext, render_sections
 from robusteval.report.gates import (
     GateResult,
@@ -20,7 +21,7 @@ from robusteval.report.gates import (
     parse_gates,
     regression_message,
 )
-from robusteval.report.markdown import ReportInputs, render_report, render_summary
+from robusteval.report.markdown import ReportInputs
 from robusteval.report.records import CORRUPTION_SUITES, SetInfo, load_run, suite_rank
 from robusteval.report.tables import Tables, build_tables, clean_accuracy
 

@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 from robusteval import stats
-from robusteval.report.markdown import (
-    DASH,
-    ReportInputs,
-)
-from robusteval.report.records import (
-    CURVE_SUITES,
-    DETECTION_SUITES,
-    suite_rank,
-)
+from robusteval.report.markdown import DASH, ReportInputs
+from robusteval.report.records import CURVE_SUITES, DETECTION_SUITES, suite_rank
 from robusteval.report.sections_accuracy import (
     accuracy_section,
     paper_section,

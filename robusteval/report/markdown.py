@@ -14,15 +14,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from robusteval.report.gates import GateResult, Regression
-from robusteval.report.records import (
-    MAIN_LABEL_SPACE,
-)
+from robusteval.report.records import MAIN_LABEL_SPACE
 
 DASH = "—"
-
-
 STUDY_SETS = 21
-
 
 _SUITE_TITLES = {
     "study21": "the study's transformations",

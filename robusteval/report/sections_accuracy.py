@@ -19,9 +19,7 @@ from robusteval.report.markdown import (
     pm,
     table,
 )
-from robusteval.report.records import (
-    MAIN_LABEL_SPACE,
-)
+from robusteval.report.records import MAIN_LABEL_SPACE
 from robusteval.report.tables import Tables
 
 

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from robusteval.report.markdown import (
-    DASH,
-    ReportInputs,
-    details,
-    table,
-)
+from robusteval.report.markdown import DASH, ReportInputs, details, table
 from robusteval.report.tables import Tables
 
 

@@ -18,11 +18,7 @@ from robusteval.report.markdown import (
     pm,
     table,
 )
-from robusteval.report.records import (
-    CORRUPTION_SUITES,
-    MAIN_LABEL_SPACE,
-    suite_rank,
-)
+from robusteval.report.records import CORRUPTION_SUITES, MAIN_LABEL_SPACE, suite_rank
 from robusteval.report.tables import Tables
 
 

@@ -3,16 +3,7 @@ against a baseline run, and the paired claims between models with their power.""
 
 from __future__ import annotations
 
-from robusteval.report.markdown import (
-    DASH,
-    ReportInputs,
-    _ok,
-    _set_label,
-    fixed,
-    pct,
-    pval,
-    table,
-)
+from robusteval.report.markdown import DASH, ReportInputs, _ok, _set_label, fixed, pct, pval, table
 from robusteval.report.tables import Tables
 
 

@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--scan-backends", nargs="+", default=["torch"], help="VMamba backends for ILM-VP")
     ap.add_argument("--tiny", action="store_true", help="a seconds-long CPU check of the code paths")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--images", type=int, default=50_000, help="training images (test: a fifth of it)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     if args.tiny:
@@ -124,7 +125,8 @@ def main() -> None:
         vp_batch, vp_steps = 4, 2
     else:
         models = args.models or ["vmamba_t", "timm:deit_small_patch16_224", "convnext_b"]
-        sizes = dict(n_train=50_000, n_test=10_000, epochs=100, batch=256, workers=args.workers or 12)
+        sizes = dict(n_train=args.images, n_test=args.images // 5, epochs=100, batch=256,
+                     workers=args.workers or 12)  # fmt: skip
         vp_batch, vp_steps = 256, 10
     lp_rows = [bench_lp(m, device=args.device, **sizes) for m in models]
     vp_rows = []

@@ -45,5 +45,13 @@ late)  # the distributed path at world size 1, gradient-CAM maps/s, sharpness co
       --images 256 --probes 10 --out "$out/sharpness_$m.json"
   done
   ;;
+final)  # transfer and sharpness at reduced sizes (the full ones outran a 10-minute device call)
+  step transfer 150 python3 scripts/benchmarks/bench_transfer.py --device cuda --images 10000 \
+    --models deit_s convnext_b vmamba_t --out "$out/transfer.json"
+  for m in vmamba_t swin_b convnext_b; do
+    step "sharpness_$m" 45 python3 scripts/benchmarks/bench_sharpness.py --device cuda --models "$m" \
+      --images 64 --batch 32 --top-k 2 --probes 4 --out "$out/sharpness_$m.json"
+  done
+  ;;
 esac
 tar -czf "$out.tar.gz" -C "$(dirname "$out")" "$(basename "$out")" && mv "$out.tar.gz" "$out/../results-$part.tar.gz"
