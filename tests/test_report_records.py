@@ -11,7 +11,8 @@ import pytest
 from robusteval.errors import DataWarning, UserError
 from robusteval.report.gates import evaluate_gates, failure_message, parse_gates
 from robusteval.report.records import SetInfo, load_run, parse_records, spec_info
-from robusteval.report.tables import build_tables, fmt_level
+from robusteval.report.tables import build_tables
+from robusteval.report.tables_accuracy import fmt_level
 from tests.helpers import make_record
 
 

@@ -1,7 +1,8 @@
 """The report stage: score records → report.md, CSV/JSON tables, PNG figures, CI gates.
 
 :func:`make_report` is the entry point; :mod:`metrics` holds the pure metric functions,
-:mod:`tables` derives tidy tables from records, :mod:`markdown` and :mod:`figures` render them,
+:mod:`tables` derives tidy tables from records (``tables_*``), :mod:`document` (its sections in
+``sections_*``, their building blocks in :mod:`markdown`) and :mod:`figures` render them,
 :mod:`gates` parses and checks ``--fail-under``.
 """
 

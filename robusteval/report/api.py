@@ -23,7 +23,8 @@ from robusteval.report.gates import (
 )
 from robusteval.report.markdown import ReportInputs
 from robusteval.report.records import CORRUPTION_SUITES, SetInfo, load_run, suite_rank
-from robusteval.report.tables import Tables, build_tables, clean_accuracy
+from robusteval.report.tables import Tables, build_tables
+from robusteval.report.tables_accuracy import clean_accuracy
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 

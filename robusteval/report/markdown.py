@@ -15,20 +15,10 @@ import pandas as pd
 
 from robusteval.report.gates import GateResult, Regression
 from robusteval.report.records import MAIN_LABEL_SPACE
+from robusteval.suites import suite_title
 
 DASH = "—"
 STUDY_SETS = 21
-
-_SUITE_TITLES = {
-    "study21": "the study's transformations",
-    "imagenet-c": "ImageNet-C corruptions",
-    "frequency": "frequency sets",
-    "ood-parametric": "parametric OOD sets",
-    "ood": "OOD datasets",
-    "modelvshuman16": "16-class model-vs-human sets",
-    "imagenet-c-bar": "ImageNet-C-bar corruptions",
-    "imagenet-3dcc": "ImageNet-3DCC corruptions",
-}
 
 
 def pct(x: float, digits: int = 2) -> str:
@@ -86,7 +76,7 @@ def _upper_first(text: str) -> str:
 
 
 def _suite_title(suite: str) -> str:
-    return _SUITE_TITLES.get(suite, f"suite {suite}")
+    return suite_title(suite)
 
 
 @dataclass(frozen=True)

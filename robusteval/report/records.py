@@ -16,20 +16,18 @@ from typing import Any
 
 from robusteval.errors import UserError
 from robusteval.runs import Preds, Record
+from robusteval.suites import all_suites, suite_rank, suites_of
 
-#: Suites in the order the report presents them; unknown suites follow alphabetically.
-SUITE_ORDER = (
-    "clean", "study21", "imagenet-c", "imagenet-c-bar", "imagenet-3dcc", "frequency", "ood-parametric", "ood",
-    "modelvshuman16", "ood-detection",
-)  # fmt: skip
+#: Suite kinds, from the suite table (robusteval/assets/suites.toml): the report's sections follow them.
+SUITE_ORDER = tuple(all_suites())
 #: Suites whose sets are transformations of the clean images, laddered by severity.
-CORRUPTION_SUITES = ("study21", "imagenet-c")
+CORRUPTION_SUITES = suites_of("corruption")
 #: Suites plotted as accuracy-vs-level curves (model-vs-human style).
-CURVE_SUITES = ("frequency", "ood-parametric")
+CURVE_SUITES = suites_of("curve")
 #: Suites of out-of-distribution datasets, scored beside a clean baseline on the same label space.
-OOD_SUITES = ("ood", "modelvshuman16")
+OOD_SUITES = suites_of("ood")
 #: Suites scored for OOD detection (AUROC/AUPR against the clean val), not for accuracy.
-DETECTION_SUITES = ("ood-detection",)
+DETECTION_SUITES = suites_of("detection")
 MAIN_LABEL_SPACE = "imagenet1k"
 
 
@@ -84,10 +82,6 @@ class Run:
         """
         rel = record.get("preds")
         return Preds.read(self.dir / str(rel)) if rel else None
-
-
-def suite_rank(suite: str) -> tuple[int, str]:
-    return (SUITE_ORDER.index(suite), "") if suite in SUITE_ORDER else (len(SUITE_ORDER), suite)
 
 
 def is_clean(record: Mapping[str, Any]) -> bool:
