@@ -208,8 +208,7 @@ def test_garbage_in_records_never_breaks_report(tmp_path):
 
     run = tmp_path / "r"
     run.mkdir()
-    rec = {"schema": 1, "model": "m", "model_kind": "classifier", "set": "clean", "severity": None, "label_space": "imagenet1k",
-           "top1": 0.5, "n": 2, "cell": "c"}  # fmt: skip
+    rec = make_record(cell="c", n=2).to_json()
     (run / "records.jsonl").write_bytes(
         b"\x00" * 50 + b"\n" + json.dumps(rec).encode() + b"\n" + bytes(range(128, 256)) + b"\n"
     )

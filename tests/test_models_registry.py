@@ -17,7 +17,9 @@ from robusteval.models.timm_models import ALIASES
 
 CARDS = list_models()
 NAMES = [card.name for card in CARDS]
-PARAMS = [c.name for c in CARDS]
+# Vim runs its full 14x14-token sequence even on tiny inputs: the two large ones build in the slow tier.
+SLOW_BUILDS = {"vim_s", "vim_b"}
+PARAMS = [pytest.param(c.name, marks=pytest.mark.slow) if c.name in SLOW_BUILDS else c.name for c in CARDS]
 
 
 def test_registry_has_the_names_users_type():
