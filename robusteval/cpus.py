@@ -48,3 +48,20 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="robusteval-parent-watch", daemon=True).start()
+
+
+#: AF_UNIX socket paths hold at most 107 bytes; multiprocessing adds ~40 to the temp dir for the
+#: socket it passes shared-memory file descriptors through (torch's worker → main tensor transfer).
+_SOCKET_DIR_MAX = 60
+
+
+def short_socket_dir() -> None:
+    """In a worker process: keep multiprocessing's socket folder short when ``TMPDIR`` is long.
+
+    A long ``TMPDIR`` makes the socket path overflow (``OSError: AF_UNIX path too long``) the first
+    time a worker sends a tensor; the system's ``/tmp`` is used for that folder instead.
+    """
+    import tempfile
+
+    if len(tempfile.gettempdir()) > _SOCKET_DIR_MAX and os.path.isdir("/tmp") and os.access("/tmp", os.W_OK):
+        tempfile.tempdir = "/tmp"

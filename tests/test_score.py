@@ -386,3 +386,25 @@ def test_a_tree_whose_files_are_all_missing_scores_nothing_and_records_the_skips
     (rec,) = summary.written
     assert rec.n == 0 and rec.top1 is None and len(rec.skips) == 2
     assert all("missing" in s["reason"] for s in rec.skips)
+
+
+def test_decode_workers_run_under_a_long_temp_path(val1300, tmp_path, monkeypatch):
+    """A long TMPDIR once overflowed the socket workers pass tensors through (AF_UNIX path too long)."""
+    import tempfile
+
+    from robusteval.score.engine import ScoreRequest, run_score
+    from tests.helpers import need_weights, val_rows, val_subset
+
+    need_weights("mobilenet_v2")
+    long_tmp = tmp_path / ("a-very-long-temporary-folder-name-" * 3) / "deeper"
+    long_tmp.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(long_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(long_tmp))
+    data = val_subset(val1300, tmp_path / "val", val_rows(val1300)[:4])
+    summary = run_score(
+        ScoreRequest(
+            models=["mobilenet_v2"], data=data, run="long", runs_dir=tmp_path, workers=1, batch_size=2
+        )
+    )
+    (rec,) = summary.written
+    assert rec.n == 4

@@ -178,10 +178,11 @@ def _identity(x):
 def _worker_init(_: int) -> None:
     import torch
 
-    from robusteval.cpus import die_with_parent
+    from robusteval.cpus import die_with_parent, short_socket_dir
 
     torch.set_num_threads(1)  # workers decode; the main process owns the compute threads
     die_with_parent(os.getppid())  # a SIGKILLed scorer leaves no decode worker behind
+    short_socket_dir()  # tensors reach the main process through a socket in the temp folder
 
 
 def _no_batches() -> Generator[DeviceBatch, None, None]:
