@@ -286,7 +286,11 @@ def test_corrupt_on_k_ranks_writes_the_single_process_tree(small_val, tmp_path, 
     assert rc == 0, err
 
     def tree(root: Path) -> dict:
-        files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+        files = {  # the tree and its manifest; the lock file `corrupt` holds is not output
+            str(p.relative_to(root)): p.read_bytes()
+            for p in root.rglob("*")
+            if p.is_file() and p.name != ".lock"
+        }
         manifest = [json.loads(x) for x in files.pop("manifest.jsonl").splitlines()]
         for rec in manifest:
             rec.pop("started", None)
