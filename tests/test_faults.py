@@ -479,6 +479,6 @@ def test_score_cells_are_keyed_by_the_data_they_measured(tmp_path):
     again = run_score(ScoreRequest(data=data, **req), on_message=notes.append)
     assert again.reused == 1 and not again.written
     other = run_score(ScoreRequest(data=small, **req), on_message=notes.append)
-    assert [r["n"] for r in other.written] == [2] and other.reused == 0
+    assert [r.n for r in other.written] == [2] and other.reused == 0
     assert any("measured other images" in n and "n=4 then, 2 images now" in n for n in notes)
-    assert store.finished()[first.written[0]["cell"]]["n"] == 2
+    assert store.finished()[first.written[0].cell]["n"] == 2

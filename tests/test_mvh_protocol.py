@@ -89,17 +89,17 @@ def test_16_class_decisions_equal_model_vs_humans_rule(mvh16: Path, tmp_path: Pa
             batch_size=64, device="cpu",
         )
     )  # fmt: skip
-    recs = {r["set"]: r for r in summary.written}
+    recs = {r.set: r for r in summary.written}
     assert set(recs) == {"mvh-edges", "mvh-filled-silhouettes"}
     for rec in recs.values():
-        assert rec["label_space"] == "modelvshuman16" and rec["n"] == 160
-        assert "as model-vs-human" in rec["preprocess"] and "no crop" in rec["preprocess"]
-        preds = Preds.load(summary.run_dir / rec["preds"])
+        assert rec.label_space == "modelvshuman16" and rec.n == 160
+        assert "as model-vs-human" in rec.preprocess and "no crop" in rec.preprocess
+        preds = Preds.load(summary.run_dir / rec.preds)
         paths = [mvh16 / f"{i}.png" for i in preds.ids.tolist()]
         images = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
         assert images.shape[1:] == (224, 224, 3)
         want = _decisions(model, images, categories)
         assert np.array_equal(preds.top5[:, 0], want), int((preds.top5[:, 0] != want).sum())
-        if rec["set"] == "mvh-edges":  # the rule matters: the ImageNet eval view decides differently
+        if rec.set == "mvh-edges":  # the rule matters: the ImageNet eval view decides differently
             cropped = _decisions(model, np.stack([_eval_crop(p) for p in paths]), categories)
             assert (cropped != want).sum() >= 10
