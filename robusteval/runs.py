@@ -34,6 +34,8 @@ PREDS = "preds"
 
 #: Fields that legitimately differ between two runs of the same cell.
 TIMING_FIELDS = ("seconds", "img_per_s", "created")
+#: ...and those that name the invocation: two runs of the same cells differ in these too.
+PER_RUN_FIELDS = (*TIMING_FIELDS, "run", "command")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from robusteval.jsonl import read_records
-from robusteval.runs import TIMING_FIELDS, Preds, RunStore
+from robusteval.runs import PER_RUN_FIELDS, Preds, RunStore
 
 pytestmark = pytest.mark.slow
 
@@ -176,8 +176,8 @@ def test_score_survives_seeded_kills_of_main_and_workers(tmp_path):
     b = killed.finished()
     assert a.keys() == b.keys()
     for cell in a:
-        ra = {k: v for k, v in a[cell].items() if k not in (*TIMING_FIELDS, "run", "command")}
-        rb = {k: v for k, v in b[cell].items() if k not in (*TIMING_FIELDS, "run", "command")}
+        ra = {k: v for k, v in a[cell].items() if k not in PER_RUN_FIELDS}
+        rb = {k: v for k, v in b[cell].items() if k not in PER_RUN_FIELDS}
         assert ra == rb, cell
         pa, pb = Preds.load(ref.dir / a[cell]["preds"]), Preds.load(killed.dir / b[cell]["preds"])
         assert (pa.top5 == pb.top5).all() and (pa.ids == pb.ids).all()

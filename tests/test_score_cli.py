@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from robusteval.cli import app
 from robusteval.datasets.imagenet import wnids
 from robusteval.datasets.labelspace import get_label_space
-from robusteval.runs import TIMING_FIELDS, Preds, Record, RunStore
+from robusteval.runs import PER_RUN_FIELDS, Preds, Record, RunStore
 from tests.helpers import need_weights, val_rows, val_subset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,9 +197,8 @@ def test_resume_after_sigkill_gives_identical_records(workspace, tmp_path):
     a, b = _by_cell(ref), _by_cell(killed)
     assert len(killed.records()) == total and a.keys() == b.keys()
     for cell in a:
-        per_run = (*TIMING_FIELDS, "run", "command")  # the command names its run
-        ra = {k: v for k, v in a[cell].items() if k not in per_run}
-        rb = {k: v for k, v in b[cell].items() if k not in per_run}
+        ra = {k: v for k, v in a[cell].items() if k not in PER_RUN_FIELDS}
+        rb = {k: v for k, v in b[cell].items() if k not in PER_RUN_FIELDS}
         assert ra == rb
         pa, pb = Preds.load(ref.dir / a[cell]["preds"]), Preds.load(killed.dir / b[cell]["preds"])
         for field in ("ids", "labels", "top5", "top5_prob"):
